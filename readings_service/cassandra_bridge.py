@@ -1,0 +1,145 @@
+"""Await the driver's ResponseFuture on an asyncio loop without blocking it.
+
+The driver calls back on its own I/O thread (or in the caller's thread when a result is already there); every
+callback here only hands the page over with `call_soon_threadsafe`, so it can never raise and strand a waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from cassandra import (
+    CoordinationFailure,
+    OperationTimedOut,
+    Timeout,
+    Unavailable,
+)
+from cassandra.cluster import NoHostAvailable, Session
+from cassandra.connection import ConnectionException
+
+from readings_service.errors import StoreFailure, StoreUnavailable
+
+# Errors a retry later can cure. NoHostAvailable is not a DriverException, so it is listed on its own.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    NoHostAvailable,
+    OperationTimedOut,
+    Timeout,
+    Unavailable,
+    CoordinationFailure,
+    ConnectionException,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+def translate(error: BaseException) -> Exception:
+    """Map a driver error to the service's store errors, keeping the cause."""
+    if isinstance(error, StoreUnavailable | StoreFailure):
+        return error
+    kind = StoreUnavailable if isinstance(error, _TRANSIENT) else StoreFailure
+    translated = kind(f"Cassandra: {type(error).__name__}: {error}")
+    translated.__cause__ = error
+    return translated
+
+
+class _PageSlot:
+    """Receives one page at a time from the driver thread into an asyncio future."""
+
+    __slots__ = ("future", "has_more", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[list[Any]] = loop.create_future()
+        self.has_more = False
+
+    def renew(self) -> None:
+        self.future = self.loop.create_future()
+
+    def on_page(self, rows: list[Any], has_more: bool) -> None:
+        if not self.future.done():
+            self.has_more = has_more
+            self.future.set_result(rows)
+
+    def on_error(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(translate(error))
+
+
+def _register(response: Any, slot: _PageSlot) -> None:
+    loop = slot.loop
+
+    def page(rows: list[Any]) -> None:
+        loop.call_soon_threadsafe(slot.on_page, rows, response.has_more_pages)
+
+    def error(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(slot.on_error, exc)
+
+    response.add_callbacks(page, error)
+
+
+async def execute(session: Session, statement: Any, params: Any, timeout_s: float) -> list[Any]:
+    """Run one statement and return its first (only) page of rows."""
+    slot = _PageSlot(asyncio.get_running_loop())
+    try:
+        response = session.execute_async(statement, params, timeout=timeout_s)
+    except Exception as error:  # NoHostAvailable can be raised synchronously
+        raise translate(error) from error
+    _register(response, slot)
+    try:
+        async with asyncio.timeout(timeout_s * 2):
+            return await slot.future
+    except TimeoutError as error:
+        raise translate(error) from error
+    finally:
+        response.clear_callbacks()
+
+
+async def pages(
+    session: Session, statement: Any, params: Any, timeout_s: float
+) -> AsyncIterator[list[Any]]:
+    """Yield the result's pages; the next page is requested as soon as the previous one is handed over.
+
+    At most two pages exist per query: the one the caller holds and the one in flight. Closing the generator
+    stops the paging (the in-flight page lands in a future nobody awaits).
+    """
+    slot = _PageSlot(asyncio.get_running_loop())
+    try:
+        response = session.execute_async(statement, params, timeout=timeout_s)
+    except Exception as error:
+        raise translate(error) from error
+    _register(response, slot)
+    try:
+        while True:
+            try:
+                # The driver arms its own timer per page as well; this one also covers the hand-over.
+                async with asyncio.timeout(timeout_s * 2):
+                    rows = await slot.future
+            except TimeoutError as error:
+                raise translate(error) from error
+            more = slot.has_more
+            if more:
+                slot.renew()
+                response.start_fetching_next_page()
+            if rows:
+                yield rows
+            if not more:
+                return
+    finally:
+        response.clear_callbacks()
+
+
+async def gather_bounded(calls: list[Callable[[], Any]], limit: int) -> None:
+    """Await every call's coroutine with at most `limit` running at once; the first failure cancels the rest."""
+    if not calls:
+        return
+    iterator = iter(calls)
+
+    async def worker() -> None:
+        for call in iterator:
+            await call()
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(limit, len(calls))):
+            group.create_task(worker())

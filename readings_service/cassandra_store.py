@@ -1,0 +1,238 @@
+"""The Cassandra adapter of ReadingStore: prepared statements, partition-grouped unlogged batches, async paging."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import date
+from typing import Any
+
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
+
+from readings_service.bucketing import bucket_of
+from readings_service.cassandra_bridge import execute, gather_bounded, pages, translate
+from readings_service.config import CassandraSettings, IngestSettings, Settings
+from readings_service.model import Reading
+from readings_service.schema import check_layout
+from readings_service.store import After, StoredRow
+
+MS_PER_DAY = 86_400_000
+# The `date` type travels as an unsigned day count centred on the epoch.
+DATE_EPOCH_OFFSET = 2**31
+LATEST_CACHE_DEVICES = 100_000
+
+
+class RetryIdempotent(RetryPolicy):  # type: ignore[misc]
+    """Retry timeouts and unavailability up to N times: every statement here is an idempotent upsert."""
+
+    def __init__(self, max_retries: int) -> None:
+        self.max_retries = max_retries
+
+    def _again(self, retry_num: int, consistency: Any, next_host: bool) -> tuple[Any, Any]:
+        if retry_num >= self.max_retries:
+            return self.RETHROW, None
+        return (self.RETRY_NEXT_HOST if next_host else self.RETRY), consistency
+
+    def on_read_timeout(self, query: Any, consistency: Any, required_responses: int,
+                        received_responses: int, data_retrieved: bool, retry_num: int) -> tuple[Any, Any]:
+        return self._again(retry_num, consistency, next_host=False)
+
+    def on_write_timeout(self, query: Any, consistency: Any, write_type: Any,
+                         required_responses: int, received_responses: int, retry_num: int) -> tuple[Any, Any]:
+        return self._again(retry_num, consistency, next_host=False)
+
+    def on_unavailable(self, query: Any, consistency: Any, required_replicas: int,
+                       alive_replicas: int, retry_num: int) -> tuple[Any, Any]:
+        return self._again(retry_num, consistency, next_host=True)
+
+    def on_request_error(self, query: Any, consistency: Any, error: Exception,
+                         retry_num: int) -> tuple[Any, Any]:
+        return self._again(retry_num, consistency, next_host=True)
+
+
+def connect(settings: CassandraSettings) -> tuple[Cluster, Session]:
+    """Open a cluster connection (blocking: call it at start-up, off the event loop)."""
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
+        retry_policy=RetryIdempotent(settings.max_retries),
+        request_timeout=settings.request_timeout_s,
+        row_factory=tuple_factory,
+    )
+    cluster = Cluster(
+        contact_points=list(settings.contact_points),
+        port=settings.port,
+        protocol_version=settings.protocol_version,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        connect_timeout=settings.connect_timeout_s,
+    )
+    try:
+        session = cluster.connect()
+    except Exception as error:
+        cluster.shutdown()
+        raise translate(error) from error
+    return cluster, session
+
+
+def _day_number(ts_ms: int) -> int:
+    return ts_ms // MS_PER_DAY
+
+
+def _wire_date(day: date) -> int:
+    return day.toordinal() - date(1970, 1, 1).toordinal() + DATE_EPOCH_OFFSET
+
+
+class CassandraStore:
+    """ReadingStore on a connected Session (prepares its statements at construction, which blocks)."""
+
+    def __init__(
+        self, session: Session, cassandra: CassandraSettings, ingest: IngestSettings, buckets: int
+    ) -> None:
+        self._session = session
+        self._timeout = cassandra.request_timeout_s
+        self._fetch_size = cassandra.fetch_size
+        self._batch_rows = ingest.batch_rows
+        self._in_flight = ingest.max_in_flight
+        self._buckets = buckets
+        self._write_cl = ConsistencyLevel.name_to_value[cassandra.write_consistency]
+        self._latest_day: OrderedDict[uuid.UUID, int] = OrderedDict()
+        ks = cassandra.keyspace
+        read_cl = ConsistencyLevel.name_to_value[cassandra.read_consistency]
+
+        def prepare(cql: str, consistency: int) -> PreparedStatement:
+            statement = session.prepare(cql)
+            statement.consistency_level = consistency
+            statement.is_idempotent = True
+            statement.fetch_size = cassandra.fetch_size
+            return statement
+
+        columns = "toUnixTimestamp(ts), device_id, temperature, pressure"
+        self._insert = prepare(
+            f"INSERT INTO {ks}.readings (day, bucket, ts, device_id, temperature, pressure) "
+            "VALUES (?, ?, ?, ?, ?, ?)", self._write_cl)
+        self._insert_by_device = prepare(
+            f"INSERT INTO {ks}.readings_by_device (device_id, day, ts, temperature, pressure) "
+            "VALUES (?, ?, ?, ?, ?)", self._write_cl)
+        self._insert_latest_day = prepare(
+            f"INSERT INTO {ks}.device_latest_day (device_id, day) VALUES (?, ?) USING TIMESTAMP ?",
+            self._write_cl)
+        self._scan = prepare(
+            f"SELECT {columns} FROM {ks}.readings WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?", read_cl)
+        self._scan_after = prepare(
+            f"SELECT {columns} FROM {ks}.readings WHERE day = ? AND bucket = ? "
+            "AND (ts, device_id) > (?, ?) AND (ts) < (?)", read_cl)
+        self._scan_device = prepare(
+            f"SELECT toUnixTimestamp(ts), temperature, pressure FROM {ks}.readings_by_device "
+            "WHERE device_id = ? AND day = ? AND ts >= ? AND ts < ?", read_cl)
+        self._latest_day_of = prepare(f"SELECT day FROM {ks}.device_latest_day WHERE device_id = ?", read_cl)
+        self._newest_of_day = prepare(
+            f"SELECT toUnixTimestamp(ts), temperature, pressure FROM {ks}.readings_by_device "
+            "WHERE device_id = ? AND day = ? ORDER BY ts DESC LIMIT 1", read_cl)
+        self._ping = prepare("SELECT release_version FROM system.local", read_cl)
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        """Upsert readings into all tables; a later reading with the same (device_id, ts) wins."""
+        # Rows in one batch share a write timestamp, and Cassandra breaks ties by comparing values, so
+        # the later duplicate must be the only one sent.
+        unique: dict[tuple[uuid.UUID, int], Reading] = {}
+        for reading in readings:
+            unique[(reading.device_id, reading.ts_ms)] = reading
+        by_bucket: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+        by_device: dict[tuple[uuid.UUID, int], list[tuple[Any, ...]]] = {}
+        newest_day: dict[uuid.UUID, int] = {}
+        buckets = self._buckets
+        for (device_id, ts_ms), reading in unique.items():
+            day = _day_number(ts_ms)
+            wire_day = day + DATE_EPOCH_OFFSET
+            by_bucket.setdefault((day, bucket_of(device_id, buckets)), []).append(
+                (wire_day, bucket_of(device_id, buckets), ts_ms, device_id, reading.temperature, reading.pressure))
+            by_device.setdefault((device_id, day), []).append(
+                (device_id, wire_day, ts_ms, reading.temperature, reading.pressure))
+            if newest_day.get(device_id, -(2**62)) < ts_ms:
+                newest_day[device_id] = ts_ms
+        calls: list[Callable[[], Any]] = []
+        for rows in by_bucket.values():
+            calls.extend(self._batches(self._insert, rows))
+        for rows in by_device.values():
+            calls.extend(self._batches(self._insert_by_device, rows))
+        latest_written: list[tuple[uuid.UUID, int]] = []
+        for device_id, ts_ms in newest_day.items():
+            day = _day_number(ts_ms)
+            if self._latest_day.get(device_id, -(2**62)) >= day:
+                continue  # an acknowledged write already recorded this day or a later one
+            latest_written.append((device_id, day))
+            params = (device_id, day + DATE_EPOCH_OFFSET, ts_ms * 1000)
+            calls.append(self._call(self._insert_latest_day, params))
+        await gather_bounded(calls, self._in_flight)
+        for device_id, day in latest_written:
+            self._remember_latest_day(device_id, day)
+
+    def _remember_latest_day(self, device_id: uuid.UUID, day: int) -> None:
+        if self._latest_day.get(device_id, -(2**62)) < day:
+            self._latest_day[device_id] = day
+            self._latest_day.move_to_end(device_id)
+            if len(self._latest_day) > LATEST_CACHE_DEVICES:
+                self._latest_day.popitem(last=False)
+
+    def _call(self, statement: Any, params: Any) -> Callable[[], Any]:
+        return lambda: execute(self._session, statement, params, self._timeout)
+
+    def _batches(self, statement: PreparedStatement, rows: list[tuple[Any, ...]]) -> list[Callable[[], Any]]:
+        if len(rows) == 1:
+            return [self._call(statement, rows[0])]
+        calls = []
+        for start in range(0, len(rows), self._batch_rows):
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self._write_cl)
+            batch.is_idempotent = True
+            for row in rows[start : start + self._batch_rows]:
+                batch.add(statement, row)
+            calls.append(self._call(batch, None))
+        return calls
+
+    def scan_bucket(
+        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
+    ) -> AsyncIterator[list[StoredRow]]:
+        wire_day = _wire_date(day)
+        if after is None:
+            return pages(self._session, self._scan, (wire_day, bucket, start_ms, end_ms), self._timeout)
+        params = (wire_day, bucket, after.ts_ms, after.device_id, end_ms)
+        return pages(self._session, self._scan_after, params, self._timeout)
+
+    async def scan_device(
+        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
+    ) -> AsyncIterator[list[StoredRow]]:
+        params = (device_id, _wire_date(day), start_ms, end_ms)
+        async for page in pages(self._session, self._scan_device, params, self._timeout):
+            yield [(ts, device_id, temperature, pressure) for ts, temperature, pressure in page]
+
+    async def latest(self, device_id: uuid.UUID) -> StoredRow | None:
+        found = await execute(self._session, self._latest_day_of, (device_id,), self._timeout)
+        if not found or found[0][0] is None:
+            return None
+        wire_day = found[0][0].days_from_epoch + DATE_EPOCH_OFFSET
+        rows = await execute(self._session, self._newest_of_day, (device_id, wire_day), self._timeout)
+        if not rows:
+            return None
+        ts, temperature, pressure = rows[0]
+        return (ts, device_id, temperature, pressure)
+
+    async def ping(self) -> None:
+        await execute(self._session, self._ping, None, self._timeout)
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[CassandraStore]:
+    """Connect, check the recorded layout and prepare statements off the loop; shut down on exit."""
+    cluster, session = await asyncio.to_thread(connect, settings.cassandra)
+    try:
+        await asyncio.to_thread(check_layout, session, settings.cassandra.keyspace, settings.storage.buckets)
+        yield await asyncio.to_thread(
+            CassandraStore, session, settings.cassandra, settings.ingest, settings.storage.buckets
+        )
+    finally:
+        await asyncio.to_thread(cluster.shutdown)

@@ -1,0 +1,81 @@
+"""Command line: parse arguments, load the configuration, run one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from readings_service.config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings
+from readings_service.errors import LayoutMismatch, ServiceError
+
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="readings-service", description="IoT readings in Cassandra, served over HTTP.")
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"configuration file (default: ${CONFIG_PATH_ENV} or ./config.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP service")
+    schema = commands.add_parser("schema", help="manage the Cassandra schema")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    schema_commands.add_parser("apply", help="create keyspace and tables (idempotent), record the bucket count")
+    schema_commands.add_parser("check", help="exit non-zero unless the recorded layout matches the configuration")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    path = args.config or Path(os.environ.get(CONFIG_PATH_ENV, DEFAULT_CONFIG))
+    return load_settings(path, os.environ)
+
+
+def run_serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from readings_service.cassandra_store import open_store
+    from readings_service.http import create_app
+
+    app = create_app(settings, open_store)
+    web.run_app(app, host=settings.http.host, port=settings.http.port, handler_cancellation=True,
+                shutdown_timeout=settings.http.shutdown_timeout_s, access_log=None,
+                print=lambda text: logging.getLogger("readings_service").info("%s", text.strip()))
+
+
+def run_schema(settings: Settings, action: str) -> None:
+    from readings_service.cassandra_store import connect
+    from readings_service.schema import apply_schema, check_layout
+
+    cluster, session = connect(settings.cassandra)
+    try:
+        if action == "apply":
+            apply_schema(session, settings.cassandra, settings.storage.buckets)
+            print(f"schema applied to keyspace {settings.cassandra.keyspace} "
+                  f"({settings.storage.buckets} buckets)")
+        else:
+            check_layout(session, settings.cassandra.keyspace, settings.storage.buckets)
+            print(f"keyspace {settings.cassandra.keyspace} matches the configuration")
+    finally:
+        cluster.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `readings-service` command."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        if args.command == "serve":
+            run_serve(settings)
+        elif args.command == "schema":
+            run_schema(settings, args.schema_command)
+    except ConfigError as error:
+        sys.exit(f"readings-service: configuration error: {error}")
+    except LayoutMismatch as error:
+        sys.exit(f"readings-service: {error}")
+    except ServiceError as error:
+        sys.exit(f"readings-service: {error.detail}")

@@ -1,0 +1,80 @@
+"""Create the keyspace and tables from schema/*.cql and guard the recorded data layout."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from readings_service.config import CassandraSettings
+from readings_service.errors import LayoutMismatch
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+BUCKETS_KEY = "buckets"
+
+
+def replication_map(settings: CassandraSettings) -> str:
+    """The CQL replication map for the configured strategy."""
+    if settings.replication_class == "NetworkTopologyStrategy":
+        return (f"{{'class': 'NetworkTopologyStrategy', "
+                f"'{settings.local_dc}': {settings.replication_factor}}}")
+    return f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
+
+
+def schema_statements(settings: CassandraSettings, source: str | None = None) -> list[str]:
+    """The schema's CQL statements with keyspace and replication filled in, in file order."""
+    text = source if source is not None else _schema_text()
+    text = re.sub(r"--[^\n]*", "", text)
+    text = text.replace("{keyspace}", settings.keyspace).replace("{replication}", replication_map(settings))
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+def _schema_text() -> str:
+    files = sorted(SCHEMA_DIR.glob("*.cql"))
+    if not files:
+        raise FileNotFoundError(f"no schema files (*.cql) in {SCHEMA_DIR}")
+    return "\n".join(path.read_text() for path in files)
+
+
+def apply_schema(session: Any, settings: CassandraSettings, buckets: int, timeout_s: float = 60.0) -> None:
+    """Create keyspace and tables (idempotent) and record the bucket count; blocking, for the CLI."""
+    for statement in schema_statements(settings):
+        session.execute(statement, timeout=timeout_s)
+    recorded = recorded_buckets(session, settings.keyspace)
+    if recorded is not None and recorded != buckets:
+        raise LayoutMismatch(
+            f"keyspace {settings.keyspace} was laid out with {recorded} buckets but the configuration says "
+            f"{buckets}; changing it would send reads to the wrong partitions (migrate the data instead)"
+        )
+    if recorded is None:
+        # IF NOT EXISTS makes two concurrent first applies agree on one value.
+        session.execute(
+            f"INSERT INTO {settings.keyspace}.layout (name, value) VALUES (%s, %s) IF NOT EXISTS",
+            (BUCKETS_KEY, str(buckets)), timeout=timeout_s,
+        )
+        check_layout(session, settings.keyspace, buckets)
+
+
+def recorded_buckets(session: Any, keyspace: str) -> int | None:
+    """The bucket count recorded in the keyspace, or None if none is."""
+    rows = list(session.execute(f"SELECT value FROM {keyspace}.layout WHERE name = %s", (BUCKETS_KEY,)))
+    return int(rows[0][0]) if rows else None
+
+
+def check_layout(session: Any, keyspace: str, buckets: int) -> None:
+    """Raise LayoutMismatch unless the keyspace exists with `buckets` recorded."""
+    try:
+        recorded = recorded_buckets(session, keyspace)
+    except Exception as error:
+        if "unconfigured table" in str(error) or "does not exist" in str(error):
+            raise LayoutMismatch(
+                f"keyspace {keyspace} has no schema yet: run `readings-service schema apply` first"
+            ) from None
+        raise
+    if recorded is None:
+        raise LayoutMismatch(f"keyspace {keyspace} records no bucket count: run `readings-service schema apply`")
+    if recorded != buckets:
+        raise LayoutMismatch(
+            f"storage.buckets = {buckets} but keyspace {keyspace} was laid out with {recorded} buckets; "
+            "serving would read and write the wrong partitions"
+        )

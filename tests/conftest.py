@@ -1,0 +1,106 @@
+"""Shared fixtures: settings for a test keyspace, and a real Cassandra session (never a mock of one)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from readings_service.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEYSPACE = "readings_test"
+
+
+def test_settings(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
+    """The project's config.toml pointed at a test keyspace, with per-section field overrides."""
+    base = load_settings(ROOT / "config.toml", {})
+    cassandra = dataclasses.replace(base.cassandra, keyspace=keyspace, **sections.pop("cassandra", {}))
+    replaced = {name: dataclasses.replace(getattr(base, name), **fields) for name, fields in sections.items()}
+    return dataclasses.replace(base, cassandra=cassandra, **replaced)
+
+
+@pytest.fixture(scope="session")
+def cassandra_session() -> Iterator[Any]:
+    """A driver session on the local node the test command started; fails (never skips) if there is none."""
+    from readings_service.cassandra_store import connect
+
+    settings = test_settings()
+    try:
+        cluster, session = connect(settings.cassandra)
+    except Exception as error:
+        pytest.fail(f"no Cassandra at {settings.cassandra.contact_points}: {error} (run scripts/cassandra start)")
+    yield session
+    cluster.shutdown()
+
+
+def fresh_keyspace(session: Any, settings: Settings) -> None:
+    """Drop the keyspace and apply the schema again, so a test starts from nothing."""
+    from readings_service.schema import apply_schema
+
+    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
+    apply_schema(session, settings.cassandra, settings.storage.buckets)
+
+
+@pytest.fixture(scope="session")
+def store_settings() -> Settings:
+    """Settings of the shared storage keyspace: small pages so that tests cross page boundaries."""
+    return test_settings(cassandra={"fetch_size": 7})
+
+
+@pytest.fixture(scope="session")
+def shared_keyspace(cassandra_session: Any, store_settings: Settings) -> Settings:
+    fresh_keyspace(cassandra_session, store_settings)
+    return store_settings
+
+
+@pytest.fixture
+def truncate(cassandra_session: Any, shared_keyspace: Settings) -> Callable[[], None]:
+    """Empty every readings table of the shared keyspace."""
+
+    def run() -> None:
+        keyspace = shared_keyspace.cassandra.keyspace
+        for table in ("readings", "readings_by_device", "device_latest_day"):
+            cassandra_session.execute(f"TRUNCATE {keyspace}.{table}", timeout=120)
+
+    return run
+
+
+@pytest.fixture
+def store(cassandra_session: Any, shared_keyspace: Settings, truncate: Callable[[], None]) -> Any:
+    """A CassandraStore on the emptied shared keyspace."""
+    from readings_service.cassandra_store import CassandraStore
+
+    truncate()
+    settings = shared_keyspace
+    return CassandraStore(cassandra_session, settings.cassandra, settings.ingest, settings.storage.buckets)
+
+
+def opener_of(store: Any) -> Callable[[Settings], contextlib.AbstractAsyncContextManager[Any]]:
+    @contextlib.asynccontextmanager
+    async def open_store(settings: Settings) -> AsyncIterator[Any]:
+        yield store
+
+    return open_store
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., Any], store: Any, shared_keyspace: Settings
+) -> TestClient[web.Request, web.Application]:
+    """An HTTP client of the app on the real store."""
+    from readings_service.http import create_app
+
+    return await aiohttp_client(create_app(shared_keyspace, opener_of(store)))  # type: ignore[no-any-return]
+
+
+def env_without_readings() -> dict[str, str]:
+    """The environment minus READINGS_* variables, for subprocess tests."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
