@@ -10,16 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from readings_service.config import Settings, load_settings
 
+# Shared 2-core machines make wall-clock deadlines flaky; properties are about results, not speed.
+hypothesis_settings.register_profile(
+    "project", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+hypothesis_settings.load_profile("project")
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEYSPACE = "readings_test"
 
 
-def test_settings(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
+def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
     """The project's config.toml pointed at a test keyspace, with per-section field overrides."""
     base = load_settings(ROOT / "config.toml", {})
     cassandra = dataclasses.replace(base.cassandra, keyspace=keyspace, **sections.pop("cassandra", {}))
@@ -32,7 +40,7 @@ def cassandra_session() -> Iterator[Any]:
     """A driver session on the local node the test command started; fails (never skips) if there is none."""
     from readings_service.cassandra_store import connect
 
-    settings = test_settings()
+    settings = settings_for()
     try:
         cluster, session = connect(settings.cassandra)
     except Exception as error:
@@ -52,7 +60,7 @@ def fresh_keyspace(session: Any, settings: Settings) -> None:
 @pytest.fixture(scope="session")
 def store_settings() -> Settings:
     """Settings of the shared storage keyspace: small pages so that tests cross page boundaries."""
-    return test_settings(cassandra={"fetch_size": 7})
+    return settings_for(cassandra={"fetch_size": 7})
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,126 @@
+"""Schema apply, the bucket-count guard and the CLI's start-up errors, against the real Cassandra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from readings_service.errors import LayoutMismatch
+from readings_service.schema import apply_schema, check_layout, recorded_buckets
+from tests.conftest import ROOT, env_without_readings, fresh_keyspace, settings_for
+
+KEYSPACE = "readings_test_schema"
+
+
+def tables_of(session: Any, keyspace: str) -> set[str]:
+    rows = session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+    )
+    return {row[0] for row in rows}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = env_without_readings() | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "readings_service", *args],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+    )
+
+
+class TestSchemaApply:
+    def test_creates_tables_and_records_buckets(self, cassandra_session: Any) -> None:
+        """apply creates every table and records the bucket count."""
+        settings = settings_for(KEYSPACE, storage={"buckets": 8})
+        fresh_keyspace(cassandra_session, settings)
+        assert {"readings", "readings_by_device", "device_latest_day", "layout"} == tables_of(
+            cassandra_session, KEYSPACE
+        )
+        assert 8 == recorded_buckets(cassandra_session, KEYSPACE)
+
+    def test_reapply_is_harmless(self, cassandra_session: Any) -> None:
+        """A second apply keeps existing rows and the recorded layout."""
+        settings = settings_for(KEYSPACE, storage={"buckets": 8})
+        fresh_keyspace(cassandra_session, settings)
+        cassandra_session.execute(
+            f"INSERT INTO {KEYSPACE}.readings (day, bucket, ts, device_id, temperature, pressure) "
+            "VALUES ('2026-01-01', 1, 0, uuid(), 1.0, 2.0)"
+        )
+        apply_schema(cassandra_session, settings.cassandra, 8)
+        assert 1 == len(list(cassandra_session.execute(f"SELECT * FROM {KEYSPACE}.readings")))
+        assert 8 == recorded_buckets(cassandra_session, KEYSPACE)
+
+    def test_table_has_exact_primary_key(self, cassandra_session: Any) -> None:
+        """readings is partitioned by (day, bucket) and clustered by ts, device_id ascending."""
+        fresh_keyspace(cassandra_session, settings_for(KEYSPACE))
+        rows = cassandra_session.execute(
+            "SELECT column_name, kind, position, clustering_order FROM system_schema.columns "
+            "WHERE keyspace_name = %s AND table_name = 'readings'", (KEYSPACE,)
+        )
+        keys = sorted((r[1], r[2], r[0], r[3]) for r in rows if r[1] != "regular")
+        assert [
+            ("clustering", 0, "ts", "asc"),
+            ("clustering", 1, "device_id", "asc"),
+            ("partition_key", 0, "day", "none"),
+            ("partition_key", 1, "bucket", "none"),
+        ] == keys
+
+
+class TestBucketGuard:
+    def test_apply_refuses_a_different_count(self, cassandra_session: Any) -> None:
+        """Re-applying with another bucket count fails and keeps the recorded one."""
+        fresh_keyspace(cassandra_session, settings_for(KEYSPACE, storage={"buckets": 8}))
+        with pytest.raises(LayoutMismatch, match="laid out with 8 buckets"):
+            apply_schema(cassandra_session, settings_for(KEYSPACE).cassandra, 16)
+        assert 8 == recorded_buckets(cassandra_session, KEYSPACE)
+
+    def test_check_refuses_a_different_count(self, cassandra_session: Any) -> None:
+        """The start-up check names both counts."""
+        fresh_keyspace(cassandra_session, settings_for(KEYSPACE, storage={"buckets": 8}))
+        with pytest.raises(LayoutMismatch, match="storage.buckets = 16 but .* laid out with 8 buckets"):
+            check_layout(cassandra_session, KEYSPACE, 16)
+
+    def test_serve_refuses_to_start(self, cassandra_session: Any) -> None:
+        """`serve` exits non-zero with a clear message, no traceback, when the counts differ."""
+        fresh_keyspace(cassandra_session, settings_for(KEYSPACE, storage={"buckets": 8}))
+        result = run_cli("serve", env={"READINGS_CASSANDRA_KEYSPACE": KEYSPACE, "READINGS_HTTP_PORT": "0"})
+        assert 0 != result.returncode
+        assert "storage.buckets = 16 but keyspace readings_test_schema was laid out with 8" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_serve_refuses_a_keyspace_without_schema(self, cassandra_session: Any) -> None:
+        """`serve` on a keyspace nobody applied says to apply the schema."""
+        cassandra_session.execute("DROP KEYSPACE IF EXISTS readings_test_empty")
+        result = run_cli("serve", env={"READINGS_CASSANDRA_KEYSPACE": "readings_test_empty"})
+        assert 0 != result.returncode
+        assert "schema apply" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestCliConfigErrors:
+    def test_bad_environment_value(self) -> None:
+        """A bad override stops start-up naming the key and value, exit non-zero, no traceback."""
+        result = run_cli("serve", env={"READINGS_HTTP_PORT": "eighty"})
+        assert 1 == result.returncode
+        assert "READINGS_HTTP_PORT = 'eighty' must be of type int" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_config_flag_selects_file(self, tmp_path: Path) -> None:
+        """--config PATH is the file read; a bad value in it is named with the file."""
+        path = tmp_path / "other.toml"
+        path.write_text((ROOT / "config.toml").read_text().replace("buckets = 16", "buckets = -1"))
+        result = run_cli("--config", str(path), "schema", "apply")
+        assert 1 == result.returncode
+        assert "storage.buckets = -1 must be between 1 and 1024" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_apply_via_cli(self, cassandra_session: Any) -> None:
+        """`schema apply` creates the configured keyspace and says so."""
+        cassandra_session.execute("DROP KEYSPACE IF EXISTS readings_test_cli", timeout=120)
+        result = run_cli("schema", "apply", env={"READINGS_CASSANDRA_KEYSPACE": "readings_test_cli"})
+        assert 0 == result.returncode, result.stderr
+        assert "schema applied to keyspace readings_test_cli (16 buckets)" in result.stdout
+        assert 16 == recorded_buckets(cassandra_session, "readings_test_cli")
