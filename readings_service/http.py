@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from readings_service.config import Settings
 from readings_service.errors import (
@@ -84,8 +85,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             if size > limit:
                 raise TooLarge(f"body is over the limit of {limit} bytes (after decompression)", limit=limit)
             parts.append(part)
-    except ContentEncodingError as error:
-        raise BadRequest(f"body cannot be decoded: {error.message}") from None
+    except (ContentEncodingError, RequestPayloadError) as error:
+        reason = getattr(error, "message", str(error)).strip()
+        raise BadRequest(f"body cannot be decoded: {reason}") from None
     return b"".join(parts)
 
 

@@ -1,0 +1,292 @@
+"""POST /readings against the real Cassandra: every success and error case of the ingestion contract."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from readings_service.bucketing import bucket_of, day_of
+
+DEVICE_A = uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2")
+DEVICE_B = uuid.UUID("0191b2f4-65a3-7c3e-8a1b-2f6c1f0e9d42")
+NOW_MS = int(time.time() * 1000)
+
+
+def reading(device: uuid.UUID = DEVICE_A, ts: object = "2026-11-20T10:00:00.000Z", **fields: Any) -> dict[str, Any]:
+    return {"device_id": str(device), "ts": ts, "temperature": 21.5, "pressure": 1013.25} | fields
+
+
+def stored(session: Any, keyspace: str) -> list[tuple[Any, ...]]:
+    rows = session.execute(
+        f"SELECT day, bucket, toUnixTimestamp(ts), device_id, temperature, pressure FROM {keyspace}.readings"
+    )
+    return sorted((str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows)
+
+
+def by_device(session: Any, keyspace: str) -> list[tuple[Any, ...]]:
+    rows = session.execute(
+        f"SELECT device_id, day, toUnixTimestamp(ts), temperature, pressure FROM {keyspace}.readings_by_device"
+    )
+    return sorted((r[0], str(r[1]), r[2], r[3], r[4]) for r in rows)
+
+
+@pytest.fixture
+def keyspace(shared_keyspace: Any) -> str:
+    return shared_keyspace.cassandra.keyspace  # type: ignore[no-any-return]
+
+
+class TestAccepted:
+    async def test_single_object(self, client: Any, cassandra_session: Any, keyspace: str) -> None:
+        """One JSON object is stored in its (day, bucket) partition and in the per-device table."""
+        response = await client.post("/readings", json=reading())
+        assert 200 == response.status
+        assert {"accepted": 1} == await response.json()
+        ts = 1_795_168_800_000
+        expected = [("2026-11-20", bucket_of(DEVICE_A, 16), ts, DEVICE_A, 21.5, 1013.25)]
+        assert expected == stored(cassandra_session, keyspace)
+        assert [(DEVICE_A, "2026-11-20", ts, 21.5, 1013.25)] == by_device(cassandra_session, keyspace)
+
+    async def test_array_with_offsets_and_epoch_ms(self, client: Any, cassandra_session: Any, keyspace: str) -> None:
+        """An array mixes RFC 3339 offsets and epoch ms; offsets move readings to their UTC day."""
+        body = [
+            reading(ts="2026-11-21T00:30:00+01:00"),  # 2026-11-20T23:30Z
+            reading(DEVICE_B, ts=1_795_219_200_000),  # 2026-11-21T00:00Z
+        ]
+        response = await client.post("/readings", json=body)
+        assert {"accepted": 2} == await response.json()
+        days = sorted((r[0], r[3]) for r in stored(cassandra_session, keyspace))
+        assert [("2026-11-20", DEVICE_A), ("2026-11-21", DEVICE_B)] == days
+
+    async def test_finer_digits_are_truncated(self, client: Any, cassandra_session: Any, keyspace: str) -> None:
+        """Sub-millisecond digits are floored to the millisecond Cassandra stores."""
+        await client.post("/readings", json=reading(ts="2026-11-20T10:00:00.123999Z"))
+        assert [1_795_168_800_123] == [r[2] for r in stored(cassandra_session, keyspace)]
+
+    async def test_ndjson(self, client: Any, cassandra_session: Any, keyspace: str) -> None:
+        """NDJSON bodies are one reading per line; blank lines are ignored."""
+        lines = [orjson.dumps(reading(ts=1_795_168_800_000 + i)) for i in range(5)]
+        body = b"\n".join(lines[:2]) + b"\n\n" + b"\n".join(lines[2:]) + b"\n"
+        response = await client.post("/readings", data=body, headers={"Content-Type": "application/x-ndjson"})
+        assert {"accepted": 5} == await response.json()
+        assert 5 == len(stored(cassandra_session, keyspace))
+
+    @pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+    async def test_gzip(self, client: Any, cassandra_session: Any, keyspace: str, content_type: str) -> None:
+        """Content-Encoding: gzip works for JSON and NDJSON."""
+        items = [reading(ts=1_795_168_800_000 + i) for i in range(3)]
+        raw = orjson.dumps(items) if content_type == "application/json" else b"\n".join(map(orjson.dumps, items))
+        response = await client.post(
+            "/readings", data=gzip.compress(raw),
+            headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
+        )
+        assert {"accepted": 3} == await response.json()
+        assert 3 == len(stored(cassandra_session, keyspace))
+
+    async def test_duplicate_in_one_request_later_wins(
+        self, client: Any, cassandra_session: Any, keyspace: str
+    ) -> None:
+        """The same (device_id, ts) twice in one request stores the later values, even if smaller."""
+        body = [reading(temperature=99.0, pressure=2000.0), reading(temperature=1.0, pressure=1.0)]
+        await client.post("/readings", json=body)
+        assert [(1.0, 1.0)] == [(r[4], r[5]) for r in stored(cassandra_session, keyspace)]
+        assert [(1.0, 1.0)] == [(r[3], r[4]) for r in by_device(cassandra_session, keyspace)]
+
+    async def test_resend_later_wins_and_retry_is_safe(
+        self, client: Any, cassandra_session: Any, keyspace: str
+    ) -> None:
+        """Sending the same reading again overwrites it; retrying a whole request changes nothing."""
+        await client.post("/readings", json=[reading(temperature=50.0), reading(DEVICE_B)])
+        await client.post("/readings", json=[reading(temperature=10.0), reading(DEVICE_B)])
+        await client.post("/readings", json=[reading(temperature=10.0), reading(DEVICE_B)])
+        rows = stored(cassandra_session, keyspace)
+        assert 2 == len(rows)
+        assert 10.0 == next(r[4] for r in rows if r[3] == DEVICE_A)
+
+    async def test_many_partitions_and_batches(self, client: Any, cassandra_session: Any, keyspace: str) -> None:
+        """A large request across days, buckets and batch boundaries stores every reading once."""
+        devices = [uuid.UUID(int=(i * 7919) << 64 | 0x4000_0000_0000 | i) for i in range(50)]
+        body = [
+            reading(d, ts=1_700_000_000_000 + 3_600_000 * h, temperature=float(i), pressure=float(h))
+            for i, d in enumerate(devices) for h in range(40)
+        ]
+        response = await client.post("/readings", json=body)
+        assert {"accepted": 2000} == await response.json()
+        rows = stored(cassandra_session, keyspace)
+        assert 2000 == len(rows)
+        for day, bucket, ts, device, _, _ in rows:
+            assert (str(day_of(ts)), bucket_of(device, 16)) == (day, bucket)
+        assert 2000 == len(by_device(cassandra_session, keyspace))
+
+
+class TestLatest:
+    async def test_latest_is_newest_ts_whatever_the_arrival_order(self, client: Any) -> None:
+        """latest follows the greatest ts, even when an older reading arrives last."""
+        await client.post("/readings", json=reading(ts="2026-11-20T10:00:00Z", temperature=2.0))
+        await client.post("/readings", json=reading(ts="2026-11-19T10:00:00Z", temperature=1.0))
+        response = await client.get(f"/devices/{DEVICE_A}/latest")
+        assert 200 == response.status
+        expected = {"device_id": str(DEVICE_A), "ts": "2026-11-20T10:00:00.000Z",
+                    "temperature": 2.0, "pressure": 1013.25}
+        assert expected == await response.json()
+
+    async def test_unknown_device_is_404(self, client: Any) -> None:
+        """A device with no readings is a 404 problem."""
+        response = await client.get(f"/devices/{uuid.uuid4()}/latest")
+        assert 404 == response.status
+        assert "application/problem+json" == response.content_type
+
+
+class TestRejected:
+    async def test_one_invalid_item_writes_nothing(self, client: Any, cassandra_session: Any, keyspace: str) -> None:
+        """All-or-nothing: a bad item anywhere means 422 and no write at all."""
+        body = [reading(), reading(DEVICE_B, temperature="hot"), reading(ts="2026-11-20T11:00:00Z")]
+        response = await client.post("/readings", json=body)
+        assert 422 == response.status
+        assert "application/problem+json" == response.content_type
+        problem = await response.json()
+        assert [{"index": 1, "field": "temperature", "reason": problem["problems"][0]["reason"]}] == problem[
+            "problems"
+        ]
+        assert "nothing was written" in problem["detail"]
+        assert [] == stored(cassandra_session, keyspace)
+        assert [] == by_device(cassandra_session, keyspace)
+
+    async def test_every_problem_is_listed(self, client: Any) -> None:
+        """Each bad item and field is reported with its index, field and reason."""
+        body = [
+            {"device_id": "nope", "ts": "2026-11-20T10:00:00", "temperature": 1, "pressure": True},
+            {"device_id": str(DEVICE_A), "ts": NOW_MS + 3_600_000, "temperature": 1, "pressure": 1},
+            {"device_id": str(DEVICE_A), "ts": 1, "temperature": 1, "pressure": 1, "humidity": 3},
+            {"ts": 1, "temperature": 1},
+            [],
+        ]
+        response = await client.post("/readings", json=body)
+        assert 422 == response.status
+        found = {(p["index"], p["field"]) for p in (await response.json())["problems"]}
+        assert {
+            (0, "device_id"), (0, "ts"), (0, "pressure"),
+            (1, "ts"),
+            (2, "humidity"),
+            (3, "device_id"), (3, "pressure"),
+            (4, None),
+        } == found
+
+    async def test_ndjson_problems_use_line_numbers(self, client: Any) -> None:
+        """NDJSON problems name the 1-based line, including lines that are not JSON."""
+        body = orjson.dumps(reading()) + b"\n{not json\n" + orjson.dumps(reading(temperature=None))
+        response = await client.post("/readings", data=body, headers={"Content-Type": "application/x-ndjson"})
+        assert 422 == response.status
+        assert [(2, None), (3, "temperature")] == [
+            (p["index"], p["field"]) for p in (await response.json())["problems"]
+        ]
+
+    async def test_nan_and_infinity_are_rejected(self, client: Any) -> None:
+        """NaN and Infinity, which some JSON encoders emit, are rejected as values (or as JSON)."""
+        body = b'[{"device_id": "%s", "ts": 1, "temperature": NaN, "pressure": Infinity}]' % str(DEVICE_A).encode()
+        response = await client.post("/readings", data=body, headers={"Content-Type": "application/json"})
+        assert response.status in (400, 422)
+        assert "application/problem+json" == response.content_type
+
+    async def test_partial_writes_valid_items_and_lists_the_rest(
+        self, client: Any, cassandra_session: Any, keyspace: str
+    ) -> None:
+        """?partial=true writes the valid readings and answers 207 with the problems."""
+        body = [reading(), reading(DEVICE_B, pressure="x"), reading(DEVICE_B)]
+        response = await client.post("/readings?partial=true", json=body)
+        assert 207 == response.status
+        answer = await response.json()
+        assert (2, 1) == (answer["accepted"], answer["rejected"])
+        assert [(1, "pressure")] == [(p["index"], p["field"]) for p in answer["problems"]]
+        assert 2 == len(stored(cassandra_session, keyspace))
+
+
+class TestMalformed:
+    @pytest.mark.parametrize(
+        ("body", "headers", "status", "detail"),
+        [
+            (b"{not json", {"Content-Type": "application/json"}, 400, "not valid JSON"),
+            (b"42", {"Content-Type": "application/json"}, 400, "JSON object or an array"),
+            (b"[]", {"Content-Type": "application/json"}, 400, "no readings"),
+            (b"x", {"Content-Type": "text/plain"}, 400, "is not supported"),
+            (b"not gzip", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "decode"),
+            (b"{}", {"Content-Type": "application/json"}, 422, "problem"),
+        ],
+    )
+    async def test_bad_bodies(
+        self, client: Any, body: bytes, headers: dict[str, str], status: int, detail: str
+    ) -> None:
+        """Malformed bodies get 400 problem+json saying what was wrong."""
+        response = await client.post("/readings", data=body, headers=headers)
+        assert status == response.status
+        assert "application/problem+json" == response.content_type
+        assert detail in (await response.json())["detail"]
+
+    async def test_bad_partial_flag(self, client: Any) -> None:
+        """?partial must be true or false."""
+        response = await client.post("/readings?partial=maybe", json=reading())
+        assert 400 == response.status
+        assert "partial" == (await response.json())["parameter"]
+
+
+class TestLimits:
+    async def test_too_many_items(self, aiohttp_client: Any, store: Any, shared_keyspace: Any) -> None:
+        """More items than ingest.max_items is 413 and nothing is written."""
+        import dataclasses
+
+        from readings_service.http import create_app
+        from tests.conftest import opener_of
+
+        settings = dataclasses.replace(
+            shared_keyspace, ingest=dataclasses.replace(shared_keyspace.ingest, max_items=3, max_body_bytes=2000)
+        )
+        client = await aiohttp_client(create_app(settings, opener_of(store)))
+        response = await client.post("/readings", json=[reading(ts=i) for i in range(4)])
+        assert 413 == response.status
+        assert "more than 3 readings" in (await response.json())["detail"]
+        big = orjson.dumps([reading(ts=i) for i in range(3)]) + b" " * 2000
+        response = await client.post("/readings", data=big, headers={"Content-Type": "application/json"})
+        assert 413 == response.status
+        bomb = gzip.compress(b" " * 100_000 + orjson.dumps(reading()))
+        response = await client.post(
+            "/readings", data=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        )
+        assert 413 == response.status
+        assert "after decompression" in (await response.json())["detail"]
+
+
+class TestHealth:
+    async def test_health_and_ready(self, client: Any) -> None:
+        """/health answers when alive, /ready when Cassandra answers."""
+        assert 200 == (await client.get("/health")).status
+        assert {"status": "ready"} == await (await client.get("/ready")).json()
+
+    async def test_unknown_route_is_a_problem(self, client: Any) -> None:
+        """Even aiohttp's own 404 comes as problem+json."""
+        response = await client.get("/nope")
+        assert 404 == response.status
+        assert "application/problem+json" == response.content_type
+
+
+class TestUnavailable:
+    async def test_timeouts_are_503_with_retry_after(
+        self, aiohttp_client: Any, cassandra_session: Any, shared_keyspace: Any
+    ) -> None:
+        """A Cassandra that does not answer in time gives 503 with Retry-After, for writes and readiness."""
+        import dataclasses
+
+        from readings_service.cassandra_store import CassandraStore
+        from readings_service.http import create_app
+        from tests.conftest import opener_of
+
+        impatient = dataclasses.replace(shared_keyspace.cassandra, request_timeout_s=1e-6, max_retries=0)
+        store = CassandraStore(cassandra_session, impatient, shared_keyspace.ingest, 16)
+        client = await aiohttp_client(create_app(shared_keyspace, opener_of(store)))
+        for response in (await client.post("/readings", json=reading()), await client.get("/ready")):
+            assert 503 == response.status
+            assert "5" == response.headers["Retry-After"]
+            assert "Cassandra" in (await response.json())["detail"]
