@@ -39,7 +39,8 @@ def translate(error: BaseException) -> Exception:
     if isinstance(error, StoreUnavailable | StoreFailure):
         return error
     kind = StoreUnavailable if isinstance(error, _TRANSIENT) else StoreFailure
-    translated = kind(f"Cassandra: {type(error).__name__}: {error}")
+    reason = str(error) or "no answer in time"
+    translated = kind(f"Cassandra: {type(error).__name__}: {reason}")
     translated.__cause__ = error
     return translated
 
@@ -140,6 +141,10 @@ async def gather_bounded(calls: list[Callable[[], Any]], limit: int) -> None:
         for call in iterator:
             await call()
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(limit, len(calls))):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(limit, len(calls))):
+                group.create_task(worker())
+    except BaseExceptionGroup as group_error:
+        # Report the first failure as itself: callers map single errors to responses.
+        raise group_error.exceptions[0] from None
