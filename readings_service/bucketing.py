@@ -28,7 +28,7 @@ def bucket_of(device_id: uuid.UUID, buckets: int) -> int:
     """
     if buckets < 1:
         raise ValueError(f"buckets must be at least 1, got {buckets}")
-    return int.from_bytes(blake2b(device_id.bytes, digest_size=8).digest(), "big") % buckets
+    return bucket_hash(device_id) % buckets
 
 
 def day_of(ts_ms: int) -> datetime.date:

@@ -93,6 +93,8 @@ def _parse_rfc3339(text: str) -> int:
     return ts_ms
 
 
+# The readings of one request, or the rows of one stream, fall on few distinct
+# days, so the calendar work is cached per day; the cache cannot change a result.
 @functools.lru_cache(maxsize=1024)
 def _epoch_day(date: str) -> int:
     """Days since 1970-01-01 of a `YYYY-MM-DD` string of digits."""
@@ -117,7 +119,7 @@ def format_timestamp(ts_ms: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)  # per day, as for _epoch_day
 def _date_text(days: int) -> str:
     """`YYYY-MM-DD` of a day counted from 1970-01-01."""
     try:
