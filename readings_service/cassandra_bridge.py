@@ -7,7 +7,7 @@ callback here only hands the page over with `call_soon_threadsafe`, so it can ne
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from cassandra import (
@@ -99,7 +99,7 @@ async def execute(session: Session, statement: Any, params: Any, timeout_s: floa
 
 async def pages(
     session: Session, statement: Any, params: Any, timeout_s: float
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Yield the result's pages; the next page is requested as soon as the previous one is handed over.
 
     At most two pages exist per query: the one the caller holds and the one in flight. Closing the generator

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from collections import OrderedDict
 import asyncio
 import contextlib
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date
 from typing import Any
@@ -20,7 +20,7 @@ from readings_service.cassandra_bridge import execute, gather_bounded, pages, tr
 from readings_service.config import CassandraSettings, IngestSettings, Settings
 from readings_service.model import Reading
 from readings_service.schema import check_layout
-from readings_service.store import After, StoredRow
+from readings_service.store import After, Pages, StoredRow
 
 MS_PER_DAY = 86_400_000
 # The `date` type travels as an unsigned day count centred on the epoch.
@@ -196,7 +196,7 @@ class CassandraStore:
 
     def scan_bucket(
         self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
-    ) -> AsyncIterator[list[StoredRow]]:
+    ) -> Pages:
         wire_day = _wire_date(day)
         if after is None:
             return pages(self._session, self._scan, (wire_day, bucket, start_ms, end_ms), self._timeout)
@@ -205,7 +205,7 @@ class CassandraStore:
 
     async def scan_device(
         self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
-    ) -> AsyncIterator[list[StoredRow]]:
+    ) -> Pages:
         params = (device_id, _wire_date(day), start_ms, end_ms)
         async for page in pages(self._session, self._scan_device, params, self._timeout):
             yield [(ts, device_id, temperature, pressure) for ts, temperature, pressure in page]

@@ -16,7 +16,9 @@ DEFAULT_CONFIG = Path("config.toml")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="readings-service", description="IoT readings in Cassandra, served over HTTP.")
+    parser = argparse.ArgumentParser(
+        prog="readings-service", description="IoT readings in Cassandra, served over HTTP."
+    )
     parser.add_argument("--config", type=Path, default=None,
                         help=f"configuration file (default: ${CONFIG_PATH_ENV} or ./config.toml)")
     commands = parser.add_subparsers(dest="command", required=True)

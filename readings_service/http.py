@@ -27,7 +27,7 @@ from readings_service.errors import (
 from readings_service.ingest import ACCEPTED_TYPES, media_type, parse_body
 from readings_service.ndjson import encode_line, encode_rows, row_object
 from readings_service.query import device_chunks, parse_range, range_chunks, take
-from readings_service.store import ReadingStore, StoredRow
+from readings_service.store import Pages, ReadingStore
 
 log = logging.getLogger("readings_service")
 
@@ -164,7 +164,7 @@ async def get_latest(request: web.Request) -> web.Response:
 
 
 async def stream_ndjson(
-    request: web.Request, chunks: AsyncIterator[list[StoredRow]], chunk_bytes: int
+    request: web.Request, chunks: Pages, chunk_bytes: int
 ) -> web.StreamResponse:
     """Send chunks as NDJSON while they are read; the first chunk is awaited before headers go out.
 
@@ -172,7 +172,7 @@ async def stream_ndjson(
     `{"error": ...}` line and the connection is cut without the final chunk, so a truncated result
     can never pass for a complete one.
     """
-    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+    async with contextlib.aclosing(chunks):
         first = await anext(chunks, None)
         response = web.StreamResponse(headers={"Content-Type": NDJSON_TYPE, "Cache-Control": "no-store"})
         response.enable_chunked_encoding()
@@ -209,7 +209,6 @@ async def _cut_with_error(request: web.Request, response: web.StreamResponse, st
     transport = request.transport
     if transport is not None:
         transport.close()  # flushes the error line, never sends the terminating chunk
-    raise ConnectionResetError("stream aborted after an error")
 
 
 StoreOpener = Callable[[Settings], contextlib.AbstractAsyncContextManager[ReadingStore]]

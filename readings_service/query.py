@@ -7,7 +7,7 @@ import contextlib
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,7 +15,7 @@ from readings_service.bucketing import MS_PER_DAY, day_bounds_ms, day_of, days_b
 from readings_service.errors import BadRequest
 from readings_service.merge import merge_sorted_pages
 from readings_service.ordering import uuid_order_key
-from readings_service.store import After, ReadingStore, StoredRow
+from readings_service.store import After, Pages, ReadingStore, StoredRow
 from readings_service.timestamps import TimestampError, parse_timestamp
 
 _EPOCH_MS = re.compile(r"-?[0-9]{1,16}")
@@ -113,27 +113,27 @@ def plan_days(request: RangeRequest) -> list[_DayScan]:
     return scans
 
 
-async def _open_day(store: ReadingStore, scan: _DayScan, buckets: int) -> AsyncIterator[list[StoredRow]]:
+async def _open_day(store: ReadingStore, scan: _DayScan, buckets: int) -> Pages:
     sources = [store.scan_bucket(scan.day, b, scan.start_ms, scan.end_ms, scan.after) for b in range(buckets)]
     async with contextlib.aclosing(merge_sorted_pages(sources, row_key)) as merged:
         async for chunk in merged:
             yield chunk
 
 
-async def _first_chunk(day: AsyncIterator[list[StoredRow]]) -> list[StoredRow] | None:
+async def _first_chunk(day: Pages) -> list[StoredRow] | None:
     return await anext(day, None)
 
 
 async def range_chunks(
     store: ReadingStore, request: RangeRequest, buckets: int, lookahead: int
-) -> AsyncIterator[list[StoredRow]]:
+) -> Pages:
     """Sorted chunks of the range's rows, days in order (apply `take` for the limit).
 
     While one day streams, the partition queries of the next `lookahead` days are already running (their first
     chunk is fetched in a task), so a day boundary does not stall the stream. Closing this generator cancels
     and closes every open day and with it every partition's paging.
     """
-    pending: deque[tuple[AsyncIterator[list[StoredRow]], asyncio.Task[list[StoredRow] | None]]] = deque()
+    pending: deque[tuple[Pages, asyncio.Task[list[StoredRow] | None]]] = deque()
     plans = deque(plan_days(request))
     try:
         while plans or pending:
@@ -151,12 +151,12 @@ async def range_chunks(
             first.cancel()
             with contextlib.suppress(BaseException):
                 await first
-            await day.aclose()  # type: ignore[attr-defined]
+            await day.aclose()
 
 
 async def device_chunks(
     store: ReadingStore, device_id: uuid.UUID, request: RangeRequest
-) -> AsyncIterator[list[StoredRow]]:
+) -> Pages:
     """One device's rows of the range by ts, one partition per day, after the resume point if any."""
     after_key = (request.after.ts_ms, uuid_order_key(request.after.device_id)) if request.after else None
     for scan in plan_days(request):
@@ -168,9 +168,9 @@ async def device_chunks(
                     yield page
 
 
-async def take(chunks: AsyncIterator[list[StoredRow]], limit: int | None) -> AsyncIterator[list[StoredRow]]:
+async def take(chunks: Pages, limit: int | None) -> Pages:
     """The chunks up to `limit` rows in all; closes the source when the limit is reached."""
-    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+    async with contextlib.aclosing(chunks):
         if limit is None:
             async for chunk in chunks:
                 yield chunk

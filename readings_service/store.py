@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
@@ -12,6 +12,8 @@ from readings_service.model import Reading
 
 # One stored reading as a store returns it: (ts in epoch ms, device_id, temperature, pressure).
 StoredRow = tuple[int, uuid.UUID, float, float]
+# Lists of rows in order, page by page; a generator so that callers can close it and stop the reading.
+Pages = AsyncGenerator[list[StoredRow], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +33,13 @@ class ReadingStore(Protocol):
 
     def scan_bucket(
         self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
-    ) -> AsyncIterator[list[StoredRow]]:
-        """Pages of one (day, bucket) partition with start_ms <= ts < end_ms (and after `after`), in clustering order."""
+    ) -> Pages:
+        """Pages of one (day, bucket) partition, start_ms <= ts < end_ms and after `after`, in clustering order."""
         ...
 
     def scan_device(
         self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
-    ) -> AsyncIterator[list[StoredRow]]:
+    ) -> Pages:
         """Pages of one device's readings of one day with start_ms <= ts < end_ms, by ts."""
         ...
 

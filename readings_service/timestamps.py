@@ -23,9 +23,7 @@ _DATE_TIME = re.compile(
 # Table lookups instead of int() and format specs: this code runs once per reading.
 _TWO_DIGITS = {f"{n:02d}": n for n in range(100)}
 _MILLIS = {
-    digits: int(digits.ljust(3, "0"))
-    for width in (1, 2, 3)
-    for digits in (f"{n:0{width}d}" for n in range(10**width))
+    digits: int(digits.ljust(3, "0")) for width in (1, 2, 3) for digits in (f"{n:0{width}d}" for n in range(10**width))
 }
 _TWO_DIGIT_TEXT = tuple(f"{n:02d}" for n in range(60))
 _THREE_DIGIT_TEXT = tuple(f"{n:03d}" for n in range(1000))

@@ -80,7 +80,7 @@ class TestBucketGuard:
     def test_check_refuses_a_different_count(self, cassandra_session: Any) -> None:
         """The start-up check names both counts."""
         fresh_keyspace(cassandra_session, settings_for(KEYSPACE, storage={"buckets": 8}))
-        with pytest.raises(LayoutMismatch, match="storage.buckets = 16 but .* laid out with 8 buckets"):
+        with pytest.raises(LayoutMismatch, match=r"storage\.buckets = 16 but .* laid out with 8 buckets"):
             check_layout(cassandra_session, KEYSPACE, 16)
 
     def test_serve_refuses_to_start(self, cassandra_session: Any) -> None:

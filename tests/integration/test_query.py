@@ -274,7 +274,7 @@ async def seed_day(store: Any, day_ms: int, count: int) -> None:
 
 async def wait_for(condition: Any, seconds: float = 10.0) -> None:
     async with asyncio.timeout(seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polls state owned by the server under test, with a deadline
             await asyncio.sleep(0.01)
 
 
@@ -357,10 +357,15 @@ class TestStreaming:
         client = await aiohttp_client(create_app(shared_keyspace, opener_of(recording)))
         response = await client.get(f"/readings?start={day}&end={day + DAY_MS}")
         assert 200 == response.status
-        received = b""
-        with pytest.raises(aiohttp.ClientPayloadError):
+        parts: list[bytes] = []
+
+        async def read_all() -> None:
             async for part in response.content.iter_any():
-                received += part
+                parts.append(part)  # noqa: PERF401 - parts must survive the error that ends the loop
+
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await read_all()
+        received = b"".join(parts)
         last = orjson.loads(received.splitlines()[-1])
         assert {"error": {"status": 503, "detail": "Cassandra: injected failure"}} == last
         assert len(received.splitlines()) > 1

@@ -119,9 +119,7 @@ class TestFieldProblems:
 
     def test_every_field_missing(self) -> None:
         """An empty object gets one problem per missing field, in field order."""
-        expected = [
-            Problem(INDEX, name, "missing field") for name in ("device_id", "ts", "temperature", "pressure")
-        ]
+        expected = [Problem(INDEX, name, "missing field") for name in ("device_id", "ts", "temperature", "pressure")]
 
         assert expected == problems_of({})
 

@@ -329,9 +329,7 @@ class TestRoundTrip:
         st.text(alphabet="0123456789", max_size=6),
         st.sampled_from("Tt "),
     )
-    def test_any_offset_and_extra_digits(
-        self, ts_ms: int, minutes_east: int, extra: str, separator: str
-    ) -> None:
+    def test_any_offset_and_extra_digits(self, ts_ms: int, minutes_east: int, extra: str, separator: str) -> None:
         """The same instant written in local time at any offset, with sub-millisecond digits, parses back."""
         local_ms = ts_ms + minutes_east * 60_000
         assume(MIN_TS_MS <= local_ms <= MAX_TS_MS)
