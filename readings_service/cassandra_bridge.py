@@ -98,14 +98,20 @@ async def execute(session: Session, statement: Any, params: Any, timeout_s: floa
 
 
 async def pages(
-    session: Session, statement: Any, params: Any, timeout_s: float
+    session: Session, statement: Any, params: Any, timeout_s: float, first_page_rows: int | None = None
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result's pages; the next page is requested as soon as the previous one is handed over.
 
-    At most two pages exist per query: the one the caller holds and the one in flight. Closing the generator
-    stops the paging (the in-flight page lands in a future nobody awaits).
+    At most two pages exist per query: the one the caller holds and the one in flight. `first_page_rows`
+    makes the first page smaller than the statement's fetch size (a fast first byte); later pages use the
+    statement's. Closing the generator stops the paging (the in-flight page lands in a future nobody awaits).
     """
     slot = _PageSlot(asyncio.get_running_loop())
+    later_fetch_size = statement.fetch_size
+    if first_page_rows is not None and params is not None:
+        statement = statement.bind(params)
+        statement.fetch_size = min(first_page_rows, later_fetch_size)
+        params = None
     try:
         response = session.execute_async(statement, params, timeout=timeout_s)
     except Exception as error:
@@ -122,6 +128,7 @@ async def pages(
             more = slot.has_more
             if more:
                 slot.renew()
+                response.message.fetch_size = later_fetch_size  # the request re-sent for every page
                 response.start_fetching_next_page()
             if rows:
                 yield rows

@@ -26,6 +26,9 @@ MS_PER_DAY = 86_400_000
 # The `date` type travels as an unsigned day count centred on the epoch.
 DATE_EPOCH_OFFSET = 2**31
 LATEST_CACHE_DEVICES = 100_000
+# Rows in the first page of each partition scan: a range query's first byte waits for the first page of every
+# bucket, so it stays small; later pages use the configured fetch size.
+FIRST_PAGE_ROWS = 100
 
 
 class RetryIdempotent(RetryPolicy):  # type: ignore[misc]
@@ -199,9 +202,10 @@ class CassandraStore:
     ) -> Pages:
         wire_day = _wire_date(day)
         if after is None:
-            return pages(self._session, self._scan, (wire_day, bucket, start_ms, end_ms), self._timeout)
+            params: tuple[Any, ...] = (wire_day, bucket, start_ms, end_ms)
+            return pages(self._session, self._scan, params, self._timeout, FIRST_PAGE_ROWS)
         params = (wire_day, bucket, after.ts_ms, after.device_id, end_ms)
-        return pages(self._session, self._scan_after, params, self._timeout)
+        return pages(self._session, self._scan_after, params, self._timeout, FIRST_PAGE_ROWS)
 
     async def scan_device(
         self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int

@@ -382,3 +382,20 @@ class TestStreaming:
         response = await client.get(f"/readings?start={day}&end={day + DAY_MS}")
         assert 503 == response.status
         assert "Retry-After" in response.headers
+
+
+class TestPaging:
+    async def test_first_page_is_small_then_fetch_size(self, cassandra_session: Any, store: Any,
+                                                      shared_keyspace: Any) -> None:
+        """A partition scan's first page holds FIRST_PAGE_ROWS rows, later pages the configured fetch size."""
+        from readings_service.bucketing import bucket_of, day_of
+        from readings_service.cassandra_store import FIRST_PAGE_ROWS, CassandraStore
+
+        wide = dataclasses.replace(shared_keyspace.cassandra, fetch_size=FIRST_PAGE_ROWS + 50)
+        big_pages = CassandraStore(cassandra_session, wide, shared_keyspace.ingest, 16)
+        device = uuid.UUID(int=12345, version=4)
+        day_ms = 1_200_000_000_000 // DAY_MS * DAY_MS
+        await store.write([Reading(device, day_ms + i, 1.0, 2.0) for i in range(500)])
+        scan = big_pages.scan_bucket(day_of(day_ms), bucket_of(device, 16), day_ms, day_ms + DAY_MS, None)
+        sizes = [len(page) async for page in scan]
+        assert [100, 150, 150, 100] == sizes

@@ -1,0 +1,510 @@
+"""Benchmarks against the local Cassandra: the service next to the raw driver and the naive way, in one run.
+
+    scripts/bench [--smoke] [--runs N] [--sizes 100000,1000000,5000000] [--out BENCHMARKS.md]
+
+The service runs as its own process (`readings-service serve`); the load generator, the driver-alone ceiling and
+the naive way run in this process. Every side of a ratio uses the same Cassandra, the same data and the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from readings_service.bucketing import MS_PER_DAY, bucket_of
+from readings_service.cassandra_bridge import execute, gather_bounded, pages
+from readings_service.cassandra_store import DATE_EPOCH_OFFSET, CassandraStore, connect
+from readings_service.config import Settings, load_settings
+from readings_service.merge import merge_sorted_pages
+from readings_service.model import Reading
+from readings_service.query import row_key
+from readings_service.schema import apply_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYSPACE = "bench"
+FIRST_DAY = 19_700  # 2023-12-09; each data set gets its own day
+
+
+@dataclass
+class Results:
+    """Everything measured, by section; each entry holds the per-run values."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    ingest: dict[str, list[float]] = field(default_factory=dict)
+    query: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    small: dict[str, list[float]] = field(default_factory=dict)
+    merge: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, section: dict[Any, Any], name: str, value: float) -> None:
+        section.setdefault(name, []).append(value)
+
+
+def devices(count: int, seed: int = 7) -> list[uuid.UUID]:
+    rng = random.Random(seed)
+    return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(count)]
+
+
+def readings_for_day(day: int, count: int, device_count: int) -> list[Reading]:
+    """`count` readings spread evenly over one UTC day; devices report in turn."""
+    ids = devices(device_count)
+    step = max(1, MS_PER_DAY // max(1, count))
+    base = day * MS_PER_DAY
+    return [Reading(ids[i % device_count], base + (i * step) % MS_PER_DAY + i // MS_PER_DAY,
+                    20.0 + (i % 100) / 10, 1000.0 + (i % 50)) for i in range(count)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def service_process(settings: Settings) -> Iterator[tuple[str, int]]:
+    """Run `readings-service serve` on the bench keyspace; yields (base URL, pid)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
+    env |= {"READINGS_CASSANDRA_KEYSPACE": settings.cassandra.keyspace, "READINGS_HTTP_PORT": str(port),
+            "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets)}
+    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "readings-service"), "serve"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"bench: service exited: {process.stderr.read().decode() if process.stderr else ''}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            break
+        time.sleep(0.1)
+    try:
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def rss_sampler(pid: int) -> AsyncIterator[list[int]]:
+    """Samples the process's RSS every 20 ms; the list's max is the peak seen."""
+    samples = [rss_bytes(pid)]
+
+    async def sample() -> None:
+        while True:
+            samples.append(rss_bytes(pid))
+            await asyncio.sleep(0.02)
+
+    task = asyncio.ensure_future(sample())
+    try:
+        yield samples
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        samples.append(rss_bytes(pid))
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def ndjson_body(batch: list[Reading]) -> bytes:
+    return b"".join(orjson.dumps({"device_id": str(r.device_id), "ts": r.ts_ms, "temperature": r.temperature,
+                                  "pressure": r.pressure}, option=orjson.OPT_APPEND_NEWLINE) for r in batch)
+
+
+async def ingest_service(url: str, batches: list[list[Reading]], clients: int) -> tuple[float, list[float]]:
+    """K clients post the batches; returns (readings/s, request latencies in s)."""
+    bodies = [ndjson_body(b) for b in batches]
+    queue = iter(bodies)
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as http:
+
+        async def client() -> None:
+            for body in queue:
+                started = time.perf_counter()
+                async with http.post(f"{url}/readings", data=body,
+                                     headers={"Content-Type": "application/x-ndjson"}) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"POST failed: {response.status} {await response.text()}")
+                    await response.read()
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return sum(map(len, batches)) / elapsed, latencies
+
+
+async def ingest_driver(store: CassandraStore, batches: list[list[Reading]], clients: int) -> float:
+    """The same batches through the same write path, K at a time, no HTTP and no parsing."""
+    queue = iter(batches)
+
+    async def client() -> None:
+        for batch in queue:
+            await store.write(batch)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return sum(map(len, batches)) / (time.perf_counter() - started)
+
+
+async def ingest_naive(session: Any, keyspace: str, readings: list[Reading], buckets: int) -> float:
+    """One awaited INSERT per row and table, one after another."""
+    insert = session.prepare(f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) "
+                             "VALUES (?, ?, ?, ?, ?, ?)")
+    by_device = session.prepare(f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, "
+                                "pressure) VALUES (?, ?, ?, ?, ?)")
+    started = time.perf_counter()
+    for r in readings:
+        day = r.ts_ms // MS_PER_DAY + DATE_EPOCH_OFFSET
+        await execute(session, insert, (day, bucket_of(r.device_id, buckets), r.ts_ms, r.device_id,
+                                        r.temperature, r.pressure), 10)
+        await execute(session, by_device, (r.device_id, day, r.ts_ms, r.temperature, r.pressure), 10)
+    return len(readings) / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- range query
+
+
+async def seed_readings_table(session: Any, keyspace: str, day: int, count: int, buckets: int) -> None:
+    """Fill one day of the `readings` table fast (only the table range queries read)."""
+    insert = session.prepare(f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) "
+                             "VALUES (?, ?, ?, ?, ?, ?)")
+    from cassandra.query import BatchStatement, BatchType
+
+    ids = devices(10_000)
+    id_buckets = [bucket_of(d, buckets) for d in ids]
+    step = MS_PER_DAY / count
+    base = day * MS_PER_DAY
+    wire_day = day + DATE_EPOCH_OFFSET
+    chunk = 20_000
+    for start in range(0, count, chunk):
+        groups: dict[int, list[tuple[Any, ...]]] = {}
+        for i in range(start, min(count, start + chunk)):
+            d = i % len(ids)
+            groups.setdefault(id_buckets[d], []).append(
+                (wire_day, id_buckets[d], base + int(i * step), ids[d], 20.0 + (i % 100) / 10, 1000.0 + i % 50))
+        calls: list[Callable[[], Any]] = []
+        for rows in groups.values():
+            for s in range(0, len(rows), 40):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for row in rows[s : s + 40]:
+                    batch.add(insert, row)
+                calls.append(lambda b=batch: execute(session, b, None, 30))
+        await gather_bounded(calls, 64)
+
+
+async def query_service(url: str, day: int, pid: int) -> tuple[float, float, int, int]:
+    """GET one day over HTTP; returns (rows/s, time to first byte in s, rows, peak service RSS)."""
+    start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
+    rows = 0
+    async with rss_sampler(pid) as samples, aiohttp.ClientSession() as http:
+        started = time.perf_counter()
+        async with http.get(f"{url}/readings?start={start}&end={end}") as response:
+            first_byte = 0.0
+            async for part in response.content.iter_any():
+                if not first_byte:
+                    first_byte = time.perf_counter() - started
+                rows += part.count(b"\n")
+        elapsed = time.perf_counter() - started
+    return rows / elapsed, first_byte, rows, max(samples)
+
+
+async def query_driver(session: Any, store: CassandraStore, day: int, buckets: int) -> tuple[float, int]:
+    """Every bucket of the day paged concurrently through the same bridge; no merge, no HTTP."""
+    from datetime import date, timedelta
+
+    the_day = date(1970, 1, 1) + timedelta(days=day)
+    start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
+    counts = [0] * buckets
+
+    async def drain(bucket: int) -> None:
+        async with contextlib.aclosing(store.scan_bucket(the_day, bucket, start, end, None)) as scan:
+            async for page in scan:
+                counts[bucket] += len(page)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(drain(b) for b in range(buckets)))
+    total = sum(counts)
+    return total / (time.perf_counter() - started), total
+
+
+def query_naive(session: Any, keyspace: str, day: int, buckets: int, fetch_size: int) -> tuple[float, int]:
+    """Fetch every bucket fully (blocking), sort in Python, serialise every row with json."""
+    from cassandra.query import SimpleStatement
+
+    started = time.perf_counter()
+    rows: list[Any] = []
+    for bucket in range(buckets):
+        statement = SimpleStatement(
+            f"SELECT ts, device_id, temperature, pressure FROM {keyspace}.readings WHERE day = %s AND bucket = %s",
+            fetch_size=fetch_size)
+        rows.extend(session.execute(statement, (day + DATE_EPOCH_OFFSET, bucket)))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    body = "".join(json.dumps({"device_id": str(r[1]), "ts": r[0].isoformat() + "Z", "temperature": r[2],
+                               "pressure": r[3]}) + "\n" for r in rows)
+    elapsed = time.perf_counter() - started
+    del body
+    return len(rows) / elapsed, len(rows)
+
+
+# ---------------------------------------------------------------- small queries and merge kernel
+
+
+async def small_queries(url: str, session: Any, store: CassandraStore, day: int, repeats: int
+                        ) -> tuple[list[float], list[float]]:
+    """Latencies of a one-day ~100-row range over HTTP and of one single-partition query (driver)."""
+    from datetime import date, timedelta
+
+    start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
+    fan_out: list[float] = []
+    single: list[float] = []
+    the_day = date(1970, 1, 1) + timedelta(days=day)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            async with http.get(f"{url}/readings?start={start}&end={end}") as response:
+                await response.read()
+            fan_out.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            async with contextlib.aclosing(store.scan_bucket(the_day, 0, start, end, None)) as scan:
+                async for _ in scan:
+                    pass
+            single.append(time.perf_counter() - t)
+    return fan_out, single
+
+
+async def merge_kernel(sources: int, pages_per_source: int, page_rows: int) -> float:
+    """Rows/s of merge_sorted_pages alone on in-memory pages of stored-row tuples."""
+    ids = devices(1000)
+    rng = random.Random(3)
+    data = []
+    for _ in range(sources):
+        rows = sorted(((rng.randrange(10**9), ids[rng.randrange(1000)], 1.0, 2.0)
+                       for _ in range(pages_per_source * page_rows)), key=row_key)
+        data.append([rows[i : i + page_rows] for i in range(0, len(rows), page_rows)])
+
+    async def source(pages_: list[list[Any]]) -> AsyncIterator[list[Any]]:
+        for page in pages_:
+            yield page
+
+    started = time.perf_counter()
+    count = 0
+    async for chunk in merge_sorted_pages([source(p) for p in data], row_key):
+        count += len(chunk)
+    return count / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- report
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def versions() -> dict[str, str]:
+    import cassandra
+
+    out = {"python": platform.python_version(), "cassandra-driver": cassandra.__version__,
+           "aiohttp": aiohttp.__version__, "orjson": orjson.__version__}
+    lib = sorted(Path.home().glob(".cache/readings-service/cassandra/lib-*"))
+    out["cassandra"] = lib[-1].name.removeprefix("lib-") if lib else os.environ.get("CASSANDRA_VERSION", "?")
+    return out
+
+
+def report(results: Results) -> str:
+    p = results.params
+    lines = [
+        "# Benchmarks", "",
+        f"Measured {time.strftime('%Y-%m-%d')} with `scripts/bench {p['argv']}`: medians of {p['runs']} runs.",
+        f"Machine: {p['machine']}; Cassandra, the service and the load generator share it.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+        f"Settings: {p['buckets']} buckets, fetch size {p['fetch_size']}, protocol v{p['protocol']}, "
+        f"consistency {p['consistency']}, batch rows {p['batch_rows']}.", "",
+        "## Ingest", "",
+        f"{p['ingest_rows']} readings from {p['ingest_devices']} devices, {p['clients']} concurrent clients "
+        f"posting NDJSON batches of {p['batch']}; the driver alone writes the same batches through the same write "
+        f"path with the same concurrency; the naive way awaits one INSERT per row and table "
+        f"({p['naive_rows']} readings).", "",
+        "| side | readings/s | p50 latency | p99 latency | ratio |", "|---|---|---|---|---|",
+    ]
+    ing = results.ingest
+    service, driver, naive = med(ing["service"]), med(ing["driver"]), med(ing["naive"])
+    lines += [
+        f"| service (HTTP) | {service:,.0f} | {med(ing['p50']) * 1000:.1f} ms | {med(ing['p99']) * 1000:.1f} ms | "
+        f"service/driver {service / driver:.2f} |",
+        f"| driver alone (ceiling) | {driver:,.0f} | | | |",
+        f"| naive | {naive:,.0f} | | | service/naive {service / naive:.1f} |", "",
+        "## Range query (one day, all buckets)", "",
+        "| rows | service rows/s | driver rows/s | naive rows/s | service/driver | service/naive | "
+        "time to first byte | service peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size, q in sorted(results.query.items()):
+        s, d, n = med(q["service"]), med(q["driver"]), med(q["naive"])
+        lines.append(f"| {size:,} | {s:,.0f} | {d:,.0f} | {n:,.0f} | {s / d:.2f} | {s / n:.1f} | "
+                     f"{med(q['ttfb']) * 1000:.1f} ms | {med(q['rss']) / 2**20:.0f} MiB |")
+    sm = results.small
+    lines += [
+        "", "## Small queries", "",
+        f"A one-day range returning ~{p['small_rows']} rows across all {p['buckets']} buckets (HTTP, fan-out and "
+        "merge) next to one single-partition read through the driver.", "",
+        "| query | p50 | p99 |", "|---|---|---|",
+        f"| one day, all buckets, HTTP | {med(sm['fan_p50']) * 1000:.2f} ms | {med(sm['fan_p99']) * 1000:.2f} ms |",
+        f"| one partition, driver | {med(sm['one_p50']) * 1000:.2f} ms | {med(sm['one_p99']) * 1000:.2f} ms |",
+        "", "## Merge kernel", "",
+        f"`merge_sorted_pages` alone, {p['merge_shape']}: **{med(results.merge['rows_s']):,.0f} rows/s**.", "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(results: Results, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib is not installed; no plot", file=sys.stderr)
+        return
+    sizes = sorted(results.query)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, label in (("driver", "driver alone (ceiling)"), ("service", "service over HTTP"), ("naive", "naive")):
+        ax.plot(sizes, [med(results.query[s][name]) for s in sizes], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("rows in the one-day range")
+    ax.set_ylabel("rows/s")
+    ax.set_title("Range query throughput")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+async def run(args: argparse.Namespace) -> Results:
+    env = {k: v for k, v in os.environ.items() if k.startswith("READINGS_") and k != "READINGS_CASSANDRA_KEYSPACE"}
+    base = load_settings(ROOT / "config.toml", env)
+    settings = replace(base, cassandra=replace(base.cassandra, keyspace=KEYSPACE))
+    buckets = settings.storage.buckets
+    cluster, session = connect(settings.cassandra)
+    results = Results()
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+        apply_schema(session, settings.cassandra, buckets)
+        store = CassandraStore(session, settings.cassandra, settings.ingest, buckets)
+        sizes = [int(s) for s in args.sizes.split(",")]
+        results.params = {
+            "argv": " ".join(sys.argv[1:]), "runs": args.runs, "buckets": buckets,
+            "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
+                       f" GiB, {platform.platform()}",
+            "fetch_size": settings.cassandra.fetch_size, "protocol": settings.cassandra.protocol_version,
+            "consistency": settings.cassandra.write_consistency, "batch_rows": settings.ingest.batch_rows,
+            "ingest_rows": args.ingest_rows, "ingest_devices": 1000, "clients": args.clients, "batch": args.batch,
+            "naive_rows": args.naive_rows, "small_rows": 100,
+            "merge_shape": "16 sources × 20 pages × 1000 rows, key (ts, uuid order)",
+        }
+        for size_index, size in enumerate(sizes):
+            print(f"bench: seeding {size:,} rows", file=sys.stderr, flush=True)
+            await seed_readings_table(session, KEYSPACE, FIRST_DAY + size_index, size, buckets)
+        small_day = FIRST_DAY + len(sizes)
+        await seed_readings_table(session, KEYSPACE, small_day, 100, buckets)
+        with service_process(settings) as (url, pid):
+            for run_index in range(args.runs):
+                print(f"bench: run {run_index + 1}/{args.runs}", file=sys.stderr, flush=True)
+                day = FIRST_DAY + 100 + run_index * 3
+                readings = readings_for_day(day, args.ingest_rows, 1000)
+                batches = [readings[i : i + args.batch] for i in range(0, len(readings), args.batch)]
+                rate, latencies = await ingest_service(url, batches, args.clients)
+                results.add(results.ingest, "service", rate)
+                results.add(results.ingest, "p50", percentile(latencies, 0.5))
+                results.add(results.ingest, "p99", percentile(latencies, 0.99))
+                driver_readings = readings_for_day(day + 1, args.ingest_rows, 1000)
+                driver_batches = [driver_readings[i : i + args.batch]
+                                  for i in range(0, len(driver_readings), args.batch)]
+                results.add(results.ingest, "driver", await ingest_driver(store, driver_batches, args.clients))
+                naive = readings_for_day(day + 2, args.naive_rows, 1000)
+                results.add(results.ingest, "naive", await ingest_naive(session, KEYSPACE, naive, buckets))
+                for size_index, size in enumerate(sizes):
+                    q = results.query.setdefault(size, {})
+                    day_q = FIRST_DAY + size_index
+                    rate, ttfb, rows, rss = await query_service(url, day_q, pid)
+                    if rows != size:
+                        raise RuntimeError(f"service returned {rows} rows, expected {size}")
+                    results.add(q, "service", rate)
+                    results.add(q, "ttfb", ttfb)
+                    results.add(q, "rss", rss)
+                    rate, rows = await query_driver(session, store, day_q, buckets)
+                    results.add(q, "driver", rate)
+                    rate, rows = await asyncio.to_thread(query_naive, session, KEYSPACE, day_q, buckets,
+                                                         settings.cassandra.fetch_size)
+                    results.add(q, "naive", rate)
+                fan, one = await small_queries(url, session, store, small_day, args.small_repeats)
+                results.add(results.small, "fan_p50", percentile(fan, 0.5))
+                results.add(results.small, "fan_p99", percentile(fan, 0.99))
+                results.add(results.small, "one_p50", percentile(one, 0.5))
+                results.add(results.small, "one_p99", percentile(one, 0.99))
+                results.add(results.merge, "rows_s", await merge_kernel(16, args.merge_pages, 1000))
+        if not args.keep:
+            session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+    finally:
+        cluster.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="a seconds-long run that only checks the script works")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", default="100000,1000000,5000000")
+    parser.add_argument("--ingest-rows", type=int, default=100_000)
+    parser.add_argument("--naive-rows", type=int, default=3_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--small-repeats", type=int, default=200)
+    parser.add_argument("--merge-pages", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the bench keyspace afterwards")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.sizes, args.ingest_rows, args.naive_rows = 1, "2000", 2000, 100
+        args.small_repeats, args.merge_pages = 5, 1
+        args.out = Path(os.environ.get("TMPDIR", "/tmp")) / "BENCHMARKS.smoke.md"
+    results = asyncio.run(run(args))
+    text = report(results)
+    args.out.write_text(text)
+    if not args.smoke:
+        plot(results, args.out.with_name("benchmarks.png"))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
