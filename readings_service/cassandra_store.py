@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -19,6 +19,7 @@ from readings_service.bucketing import bucket_of
 from readings_service.cassandra_bridge import execute, gather_bounded, pages, translate
 from readings_service.config import CassandraSettings, IngestSettings, Settings
 from readings_service.model import Reading
+from readings_service.ordering import uuid_order_key, uuid_order_key_from_bytes
 from readings_service.schema import check_layout
 from readings_service.store import After, Pages, StoredRow
 
@@ -26,6 +27,7 @@ MS_PER_DAY = 86_400_000
 # The `date` type travels as an unsigned day count centred on the epoch.
 DATE_EPOCH_OFFSET = 2**31
 LATEST_CACHE_DEVICES = 100_000
+DEVICE_CACHE_SIZE = 200_000
 # Rows in the first page of each partition scan: a range query's first byte waits for the first page of every
 # bucket, so it stays small; later pages use the configured fetch size.
 FIRST_PAGE_ROWS = 100
@@ -104,6 +106,7 @@ class CassandraStore:
         self._buckets = buckets
         self._write_cl = ConsistencyLevel.name_to_value[cassandra.write_consistency]
         self._latest_day: OrderedDict[uuid.UUID, int] = OrderedDict()
+        self._devices: dict[bytes, tuple[int, uuid.UUID]] = {}
         ks = cassandra.keyspace
         read_cl = ConsistencyLevel.name_to_value[cassandra.read_consistency]
 
@@ -114,7 +117,9 @@ class CassandraStore:
             statement.fetch_size = cassandra.fetch_size
             return statement
 
-        columns = "toUnixTimestamp(ts), device_id, temperature, pressure"
+        # The device id travels as a blob: building uuid.UUID for every row was the read path's biggest cost,
+        # and ids repeat, so each distinct blob is turned into (order key, UUID) once (see _rows).
+        columns = "toUnixTimestamp(ts), uuidAsBlob(device_id), temperature, pressure"
         self._insert = prepare(
             f"INSERT INTO {ks}.readings (day, bucket, ts, device_id, temperature, pressure) "
             "VALUES (?, ?, ?, ?, ?, ?)", self._write_cl)
@@ -203,16 +208,33 @@ class CassandraStore:
         wire_day = _wire_date(day)
         if after is None:
             params: tuple[Any, ...] = (wire_day, bucket, start_ms, end_ms)
-            return pages(self._session, self._scan, params, self._timeout, FIRST_PAGE_ROWS)
+            return self._rows(pages(self._session, self._scan, params, self._timeout, FIRST_PAGE_ROWS))
         params = (wire_day, bucket, after.ts_ms, after.device_id, end_ms)
-        return pages(self._session, self._scan_after, params, self._timeout, FIRST_PAGE_ROWS)
+        return self._rows(pages(self._session, self._scan_after, params, self._timeout, FIRST_PAGE_ROWS))
+
+    async def _rows(self, raw_pages: AsyncGenerator[list[Any], None]) -> Pages:
+        devices = self._devices
+        async with contextlib.aclosing(raw_pages):
+            async for page in raw_pages:
+                if len(devices) > DEVICE_CACHE_SIZE:
+                    devices.clear()
+                rows: list[StoredRow] = []
+                append = rows.append
+                for ts, raw, temperature, pressure in page:
+                    device = devices.get(raw)
+                    if device is None:
+                        device = devices[raw] = (uuid_order_key_from_bytes(raw), uuid.UUID(bytes=raw))
+                    append((ts, device[0], device[1], temperature, pressure))
+                yield rows
 
     async def scan_device(
         self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
     ) -> Pages:
         params = (device_id, _wire_date(day), start_ms, end_ms)
-        async for page in pages(self._session, self._scan_device, params, self._timeout):
-            yield [(ts, device_id, temperature, pressure) for ts, temperature, pressure in page]
+        order = uuid_order_key(device_id)
+        async with contextlib.aclosing(pages(self._session, self._scan_device, params, self._timeout)) as scan:
+            async for page in scan:
+                yield [(ts, order, device_id, temperature, pressure) for ts, temperature, pressure in page]
 
     async def latest(self, device_id: uuid.UUID) -> StoredRow | None:
         found = await execute(self._session, self._latest_day_of, (device_id,), self._timeout)
@@ -223,7 +245,7 @@ class CassandraStore:
         if not rows:
             return None
         ts, temperature, pressure = rows[0]
-        return (ts, device_id, temperature, pressure)
+        return (ts, uuid_order_key(device_id), device_id, temperature, pressure)
 
     async def ping(self) -> None:
         await execute(self._session, self._ping, None, self._timeout)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import re
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -84,9 +85,8 @@ def parse_range(params: Mapping[str, str], *, max_range_days: int, max_limit: in
     return RangeRequest(start_ms, end_ms, parse_limit(params.get("limit"), max_limit), after)
 
 
-def row_key(row: StoredRow) -> tuple[int, int]:
-    """Clustering order of a stored row: ts, then Cassandra's uuid order."""
-    return (row[0], uuid_order_key(row[1]))
+# Clustering order of a stored row: ts, then Cassandra's uuid order (precomputed by the store).
+row_key: Callable[[StoredRow], tuple[int, int]] = operator.itemgetter(0, 1)
 
 
 @dataclass(frozen=True, slots=True)

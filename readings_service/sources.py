@@ -16,7 +16,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import BinaryIO, Protocol
 
 import orjson
@@ -407,18 +407,47 @@ async def read_items(
 
     Chunks are read in a worker thread, so a slow pipe never blocks the event loop; splitting runs on the loop.
     """
-    splitter: Splitter | None = None
-    while True:
-        data = await asyncio.to_thread(source.read)
-        if splitter is None:
+    items = _Items(source, fmt, max_item_bytes)
+    while (data := await asyncio.to_thread(source.read)) or not items.ended:
+        found = items.take(data)
+        if found:
+            yield items.splitter, found
+
+
+def iter_items(
+    source: InputFile, fmt: str, max_item_bytes: int = MAX_ITEM_BYTES
+) -> Iterator[tuple[Splitter, list[RawItem]]]:
+    """Like `read_items`, with blocking reads: for a worker thread."""
+    items = _Items(source, fmt, max_item_bytes)
+    while (data := source.read()) or not items.ended:
+        found = items.take(data)
+        if found:
+            yield items.splitter, found
+
+
+class _Items:
+    """Chooses the splitter from the first chunk (for `auto`) and feeds it; `ended` once the input is done."""
+
+    def __init__(self, source: InputFile, fmt: str, max_item_bytes: int) -> None:
+        self._source = source
+        self._fmt = fmt
+        self._max = max_item_bytes
+        self._splitter: Splitter | None = None
+        self.ended = False
+
+    @property
+    def splitter(self) -> Splitter:
+        assert self._splitter is not None, "no chunk taken yet"
+        return self._splitter
+
+    def take(self, data: bytes) -> list[RawItem]:
+        if self._splitter is None:
             if not data:
-                return
-            splitter = splitter_for(sniff_format(data) if fmt == "auto" else fmt, source.display, max_item_bytes)
+                self.ended = True
+                return []
+            fmt = sniff_format(data) if self._fmt == "auto" else self._fmt
+            self._splitter = splitter_for(fmt, self._source.display, self._max)
         if not data:
-            rest = splitter.end()
-            if rest:
-                yield splitter, rest
-            return
-        items = splitter.feed(data)
-        if items:
-            yield splitter, items
+            self.ended = True
+            return self._splitter.end()
+        return self._splitter.feed(data)

@@ -10,8 +10,9 @@ from typing import Protocol
 
 from readings_service.model import Reading
 
-# One stored reading as a store returns it: (ts in epoch ms, device_id, temperature, pressure).
-StoredRow = tuple[int, uuid.UUID, float, float]
+# One stored reading as a store returns it: (ts in epoch ms, device order, device_id, temperature, pressure).
+# `device order` is uuid_order_key(device_id), carried along so that the merge compares plain ints.
+StoredRow = tuple[int, int, uuid.UUID, float, float]
 # Lists of rows in order, page by page; a generator so that callers can close it and stop the reading.
 Pages = AsyncGenerator[list[StoredRow], None]
 

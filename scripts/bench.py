@@ -30,11 +30,12 @@ import aiohttp
 import orjson
 
 from readings_service.bucketing import MS_PER_DAY, bucket_of
-from readings_service.cassandra_bridge import execute, gather_bounded, pages
+from readings_service.cassandra_bridge import execute, gather_bounded
 from readings_service.cassandra_store import DATE_EPOCH_OFFSET, CassandraStore, connect
 from readings_service.config import Settings, load_settings
 from readings_service.merge import merge_sorted_pages
 from readings_service.model import Reading
+from readings_service.ordering import uuid_order_key
 from readings_service.query import row_key
 from readings_service.schema import apply_schema
 
@@ -309,8 +310,8 @@ async def merge_kernel(sources: int, pages_per_source: int, page_rows: int) -> f
     rng = random.Random(3)
     data = []
     for _ in range(sources):
-        rows = sorted(((rng.randrange(10**9), ids[rng.randrange(1000)], 1.0, 2.0)
-                       for _ in range(pages_per_source * page_rows)), key=row_key)
+        picks = (ids[rng.randrange(1000)] for _ in range(pages_per_source * page_rows))
+        rows = sorted(((rng.randrange(10**9), uuid_order_key(d), d, 1.0, 2.0) for d in picks), key=row_key)
         data.append([rows[i : i + page_rows] for i in range(0, len(rows), page_rows)])
 
     async def source(pages_: list[list[Any]]) -> AsyncIterator[list[Any]]:
@@ -430,7 +431,7 @@ async def run(args: argparse.Namespace) -> Results:
             "consistency": settings.cassandra.write_consistency, "batch_rows": settings.ingest.batch_rows,
             "ingest_rows": args.ingest_rows, "ingest_devices": 1000, "clients": args.clients, "batch": args.batch,
             "naive_rows": args.naive_rows, "small_rows": 100,
-            "merge_shape": "16 sources × 20 pages × 1000 rows, key (ts, uuid order)",
+            "merge_shape": "16 sources x 20 pages x 1000 rows, key (ts, uuid order)",
         }
         for size_index, size in enumerate(sizes):
             print(f"bench: seeding {size:,} rows", file=sys.stderr, flush=True)

@@ -28,6 +28,8 @@ from readings_service.timestamps import format_timestamp
 from tests.conftest import opener_of
 
 DAY_MS = 86_400_000
+# The tests' own row shape: (ts_ms, device_id, temperature, pressure).
+Row = tuple[int, uuid.UUID, float, float]
 # Each property example writes into its own stretch of days, so examples never see each other's data.
 BASE_DAY_MS = 19_000 * DAY_MS  # 2022-01-08
 _example_counter = itertools.count()
@@ -53,8 +55,8 @@ def java_uuid_cmp(a: uuid.UUID, b: uuid.UUID) -> int:
     return (lsb_a > lsb_b) - (lsb_a < lsb_b)
 
 
-def reference_sort(rows: list[StoredRow]) -> list[StoredRow]:
-    def cmp(x: StoredRow, y: StoredRow) -> int:
+def reference_sort(rows: list[Row]) -> list[Row]:
+    def cmp(x: Row, y: Row) -> int:
         if x[0] != y[0]:
             return -1 if x[0] < y[0] else 1
         return java_uuid_cmp(x[1], y[1])
@@ -80,7 +82,7 @@ def device_pool(seed: int) -> list[uuid.UUID]:
     return pool
 
 
-def parse_lines(body: bytes) -> list[StoredRow]:
+def parse_lines(body: bytes) -> list[Row]:
     rows = []
     for line in body.splitlines():
         item = orjson.loads(line)
@@ -88,7 +90,7 @@ def parse_lines(body: bytes) -> list[StoredRow]:
     return rows  # type: ignore[return-value]
 
 
-def printed(rows: list[StoredRow]) -> list[tuple[Any, ...]]:
+def printed(rows: list[Row]) -> list[tuple[Any, ...]]:
     return [(format_timestamp(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
@@ -105,7 +107,7 @@ def datasets(draw: st.DrawFn) -> tuple[list[Reading], int, int]:
     return list(readings.values()), base, seed
 
 
-def to_rows(readings: list[Reading]) -> list[StoredRow]:
+def to_rows(readings: list[Reading]) -> list[Row]:
     return [(r.ts_ms, r.device_id, r.temperature, r.pressure) for r in readings]
 
 
