@@ -13,7 +13,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
+from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, tuple_factory
 
 from readings_service.bucketing import bucket_of
 from readings_service.cassandra_bridge import execute, gather_bounded, pages, translate
@@ -108,6 +108,7 @@ class CassandraStore:
         self._latest_day: OrderedDict[uuid.UUID, int] = OrderedDict()
         self._devices: dict[bytes, tuple[int, uuid.UUID]] = {}
         ks = cassandra.keyspace
+        self._keyspace = ks
         read_cl = ConsistencyLevel.name_to_value[cassandra.read_consistency]
 
         def prepare(cql: str, consistency: int) -> PreparedStatement:
@@ -164,18 +165,24 @@ class CassandraStore:
             if newest_day.get(device_id, -(2**62)) < ts_ms:
                 newest_day[device_id] = ts_ms
         calls: list[Callable[[], Any]] = []
-        for rows in by_bucket.values():
-            calls.extend(self._batches(self._insert, rows))
-        for rows in by_device.values():
-            calls.extend(self._batches(self._insert_by_device, rows))
+        # Rows of a partition with several rows go out as single-partition batches (one mutation each); rows
+        # alone in their partition (typical for the per-device table) are grouped by the replicas that own them,
+        # so one request carries many without a coordinator hop (the spark connector's "replica_set" grouping).
+        loners: list[BoundStatement] = []
+        for table, groups in ((self._insert, by_bucket), (self._insert_by_device, by_device)):
+            for rows in groups.values():
+                if len(rows) == 1:
+                    loners.append(table.bind(rows[0]))
+                else:
+                    calls.extend(self._batches(table, rows))
         latest_written: list[tuple[uuid.UUID, int]] = []
         for device_id, ts_ms in newest_day.items():
             day = _day_number(ts_ms)
             if self._latest_day.get(device_id, -(2**62)) >= day:
                 continue  # an acknowledged write already recorded this day or a later one
             latest_written.append((device_id, day))
-            params = (device_id, day + DATE_EPOCH_OFFSET, ts_ms * 1000)
-            calls.append(self._call(self._insert_latest_day, params))
+            loners.append(self._insert_latest_day.bind((device_id, day + DATE_EPOCH_OFFSET, ts_ms * 1000)))
+        calls.extend(self._replica_batches(loners))
         await gather_bounded(calls, self._in_flight)
         for device_id, day in latest_written:
             self._remember_latest_day(device_id, day)
@@ -200,6 +207,29 @@ class CassandraStore:
             for row in rows[start : start + self._batch_rows]:
                 batch.add(statement, row)
             calls.append(self._call(batch, None))
+        return calls
+
+    def _replica_batches(self, statements: list[BoundStatement]) -> list[Callable[[], Any]]:
+        token_map = self._session.cluster.metadata.token_map
+        groups: dict[Any, list[BoundStatement]] = {}
+        for bound in statements:
+            replicas: Any = None
+            if token_map is not None:
+                token = token_map.token_class.from_key(bound.routing_key)
+                replicas = frozenset(token_map.get_replicas(self._keyspace, token))
+            groups.setdefault(replicas, []).append(bound)
+        calls: list[Callable[[], Any]] = []
+        for group in groups.values():
+            for start in range(0, len(group), self._batch_rows):
+                part = group[start : start + self._batch_rows]
+                if len(part) == 1:
+                    calls.append(self._call(part[0], None))
+                    continue
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self._write_cl)
+                batch.is_idempotent = True
+                for bound in part:
+                    batch.add(bound)
+                calls.append(self._call(batch, None))
         return calls
 
     def scan_bucket(
