@@ -30,7 +30,7 @@ import aiohttp
 import orjson
 
 from readings_service.bucketing import MS_PER_DAY, bucket_of
-from readings_service.cassandra_bridge import execute, gather_bounded
+from readings_service.cassandra_bridge import execute, gather_bounded, pages
 from readings_service.cassandra_store import DATE_EPOCH_OFFSET, CassandraStore, connect
 from readings_service.config import Settings, load_settings
 from readings_service.merge import merge_sorted_pages
