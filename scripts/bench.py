@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -40,7 +41,7 @@ from readings_service.query import row_key
 from readings_service.schema import apply_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYSPACE = "bench"
+ANALYSIS = "## Where the time goes"
 FIRST_DAY = 19_700  # 2023-12-09; each data set gets its own day
 
 
@@ -220,7 +221,7 @@ async def seed_readings_table(session: Any, keyspace: str, day: int, count: int,
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
                 for row in rows[s : s + 40]:
                     batch.add(insert, row)
-                calls.append(lambda b=batch: execute(session, b, None, 30))
+                calls.append(functools.partial(execute, session, batch, None, 30))
         await gather_bounded(calls, 64)
 
 
@@ -241,9 +242,10 @@ async def query_service(url: str, day: int, pid: int) -> tuple[float, float, int
 
 
 async def query_driver(session: Any, settings: Settings, day: int, buckets: int) -> tuple[float, int]:
+    keyspace = settings.cassandra.keyspace
     """The same query of every bucket of the day, paged concurrently with the driver; no merge, no HTTP."""
     statement = session.prepare(
-        f"SELECT toUnixTimestamp(ts), uuidAsBlob(device_id), temperature, pressure FROM {KEYSPACE}.readings "
+        f"SELECT toUnixTimestamp(ts), uuidAsBlob(device_id), temperature, pressure FROM {keyspace}.readings "
         "WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?")
     statement.fetch_size = settings.cassandra.fetch_size
     start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
@@ -416,12 +418,13 @@ def plot(results: Results, path: Path) -> None:
 async def run(args: argparse.Namespace) -> Results:
     env = {k: v for k, v in os.environ.items() if k.startswith("READINGS_") and k != "READINGS_CASSANDRA_KEYSPACE"}
     base = load_settings(ROOT / "config.toml", env)
-    settings = replace(base, cassandra=replace(base.cassandra, keyspace=KEYSPACE))
+    keyspace = args.keyspace
+    settings = replace(base, cassandra=replace(base.cassandra, keyspace=keyspace))
     buckets = settings.storage.buckets
     cluster, session = connect(settings.cassandra)
     results = Results()
     try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
         apply_schema(session, settings.cassandra, buckets)
         store = CassandraStore(session, settings.cassandra, settings.ingest, buckets)
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -437,9 +440,9 @@ async def run(args: argparse.Namespace) -> Results:
         }
         for size_index, size in enumerate(sizes):
             print(f"bench: seeding {size:,} rows", file=sys.stderr, flush=True)
-            await seed_readings_table(session, KEYSPACE, FIRST_DAY + size_index, size, buckets)
+            await seed_readings_table(session, keyspace, FIRST_DAY + size_index, size, buckets)
         small_day = FIRST_DAY + len(sizes)
-        await seed_readings_table(session, KEYSPACE, small_day, 100, buckets)
+        await seed_readings_table(session, keyspace, small_day, 100, buckets)
         with service_process(settings) as (url, pid):
             for run_index in range(args.runs):
                 print(f"bench: run {run_index + 1}/{args.runs}", file=sys.stderr, flush=True)
@@ -455,7 +458,7 @@ async def run(args: argparse.Namespace) -> Results:
                                   for i in range(0, len(driver_readings), args.batch)]
                 results.add(results.ingest, "driver", await ingest_driver(store, driver_batches, args.clients))
                 naive = readings_for_day(day + 2, args.naive_rows, 1000)
-                results.add(results.ingest, "naive", await ingest_naive(session, KEYSPACE, naive, buckets))
+                results.add(results.ingest, "naive", await ingest_naive(session, keyspace, naive, buckets))
                 for size_index, size in enumerate(sizes):
                     q = results.query.setdefault(size, {})
                     day_q = FIRST_DAY + size_index
@@ -467,7 +470,7 @@ async def run(args: argparse.Namespace) -> Results:
                     results.add(q, "rss", rss)
                     rate, rows = await query_driver(session, settings, day_q, buckets)
                     results.add(q, "driver", rate)
-                    rate, rows = await asyncio.to_thread(query_naive, session, KEYSPACE, day_q, buckets,
+                    rate, rows = await asyncio.to_thread(query_naive, session, keyspace, day_q, buckets,
                                                          settings.cassandra.fetch_size)
                     results.add(q, "naive", rate)
                 fan, one = await small_queries(url, session, store, small_day, args.small_repeats)
@@ -477,7 +480,7 @@ async def run(args: argparse.Namespace) -> Results:
                 results.add(results.small, "one_p99", percentile(one, 0.99))
                 results.add(results.merge, "rows_s", await merge_kernel(16, args.merge_pages, 1000))
         if not args.keep:
-            session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
     finally:
         cluster.shutdown()
     return results
@@ -494,6 +497,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--small-repeats", type=int, default=200)
     parser.add_argument("--merge-pages", type=int, default=20)
+    parser.add_argument("--keyspace", default="bench", help="scratch keyspace, dropped and created anew")
     parser.add_argument("--keep", action="store_true", help="keep the bench keyspace afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
@@ -503,7 +507,9 @@ def main() -> None:
         args.out = Path(os.environ.get("TMPDIR", "/tmp")) / "BENCHMARKS.smoke.md"
     results = asyncio.run(run(args))
     text = report(results)
-    args.out.write_text(text)
+    # The hand-written analysis at the end of the file survives a new run.
+    kept = args.out.read_text().partition(ANALYSIS)[2] if args.out.exists() else ""
+    args.out.write_text(text + (f"\n{ANALYSIS}{kept}" if kept else ""))
     if not args.smoke:
         plot(results, args.out.with_name("benchmarks.png"))
     print(text)
