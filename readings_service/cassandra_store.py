@@ -158,8 +158,9 @@ class CassandraStore:
         for (device_id, ts_ms), reading in unique.items():
             day = _day_number(ts_ms)
             wire_day = day + DATE_EPOCH_OFFSET
-            by_bucket.setdefault((day, bucket_of(device_id, buckets)), []).append(
-                (wire_day, bucket_of(device_id, buckets), ts_ms, device_id, reading.temperature, reading.pressure))
+            bucket = bucket_of(device_id, buckets)
+            by_bucket.setdefault((day, bucket), []).append(
+                (wire_day, bucket, ts_ms, device_id, reading.temperature, reading.pressure))
             by_device.setdefault((device_id, day), []).append(
                 (device_id, wire_day, ts_ms, reading.temperature, reading.pressure))
             if newest_day.get(device_id, -(2**62)) < ts_ms:

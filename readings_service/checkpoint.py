@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -38,9 +37,6 @@ class Checkpoint:
     def passed(self, file_index: int, line: int) -> bool:
         """Whether the item at this position was already handled."""
         return file_index < self.file_index or (file_index == self.file_index and line <= self.line)
-
-    def advanced(self, **changes: Any) -> Checkpoint:
-        return replace(self, **changes)
 
     def describe(self) -> str:
         """Where the checkpoint stands, for people: `file:line (N rows)`."""

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from readings_service import ops_commands
 from readings_service.config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings
 from readings_service.errors import LayoutMismatch, ServiceError
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     schema_commands.add_parser("apply", help="create keyspace and tables (idempotent), record the bucket count")
     schema_commands.add_parser("check", help="exit non-zero unless the recorded layout matches the configuration")
+    ops_commands.add_parsers(commands)
     return parser
 
 
@@ -69,12 +71,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cassandra").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    if args.command == "generate":  # needs no configuration
+        ops_commands.run_generate(args)
+        return
     try:
         settings = settings_from(args)
         if args.command == "serve":
             run_serve(settings)
         elif args.command == "schema":
             run_schema(settings, args.schema_command)
+        elif args.command == "load":
+            sys.exit(ops_commands.run_load(settings, args))
+        elif args.command == "verify":
+            sys.exit(ops_commands.run_verify(settings, args))
     except ConfigError as error:
         sys.exit(f"readings-service: configuration error: {error}")
     except LayoutMismatch as error:

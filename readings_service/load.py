@@ -11,6 +11,7 @@ import contextlib
 import os
 import stat
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from readings_service.checkpoint import Checkpoint, read_checkpoint, write_check
 from readings_service.errors import StoreUnavailable
 from readings_service.model import Problem, Reading, parse_reading
 from readings_service.progress import Counts, LoadProgress
-from readings_service.sources import STDIN, InputFile, SourceError, UnreadableItem, read_items
+from readings_service.sources import CHUNK_BYTES, STDIN, InputFile, SourceError, UnreadableItem, read_items
 
 # Bad lines shown as notes; the rest are only in the rejects file.
 SHOWN_REJECTS = 10
@@ -55,6 +56,7 @@ class LoadOptions:
     max_future_skew_s: int = 300
     retries: int = 3
     retry_delay_s: float = 1.0
+    read_bytes: int = CHUNK_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,8 @@ def reason_of(problems: list[Problem]) -> str:
 
 @dataclass(slots=True)
 class _Batch:
+    """Readings and rejects to record together; the position is that of the batch's last item."""
+
     readings: list[Reading] = field(default_factory=list)
     rejects: list[Rejected] = field(default_factory=list)
     file_index: int = 0
@@ -117,6 +121,7 @@ class _Batch:
 @dataclass(slots=True)
 class _Flight:
     batch: _Batch
+    keys: set[tuple[uuid.UUID, int]]
     task: asyncio.Task[None]
 
 
@@ -164,13 +169,14 @@ class _Loader:
         self._max_ts_ms = 0
         self._done_bytes = 0
         self._submitted_rows = self._acked.rows
+        self._record_failure: Exception | None = None
 
     async def run(self) -> None:
         self._counts.total_bytes = _total_size(self._names)
         try:
             try:
                 for index, name in enumerate(self._names):
-                    source = await asyncio.to_thread(InputFile, name)
+                    source = await asyncio.to_thread(InputFile, name, self._options.read_bytes)
                     try:
                         await self._read(index, source)
                     finally:
@@ -197,19 +203,19 @@ class _Loader:
                 self._counts.bytes_read = self._done_bytes + source.consumed
                 self._max_ts_ms = int(time.time() * 1000) + self._options.max_future_skew_s * 1000
                 for count, (line, raw) in enumerate(items, start=1):
+                    self._counts.rows_read += 1
                     if self._skipped(index, line):
                         continue
                     try:
                         item = splitter.decode(raw)
                     except UnreadableItem as error:
-                        await self._reject(Rejected(source.display, line, str(error), raw))
+                        self._reject(Rejected(source.display, line, str(error), raw))
                     else:
                         parsed = parse_reading(item, line, max_ts_ms=self._max_ts_ms)
                         if isinstance(parsed, Reading):
                             self._batch.readings.append(parsed)
                         else:
-                            await self._reject(Rejected(source.display, line, reason_of(parsed), raw))
-                    self._counts.rows_read += 1
+                            self._reject(Rejected(source.display, line, reason_of(parsed), raw))
                     self._batch.file_index, self._batch.line = index, line
                     self._batch.rows += 1
                     if len(self._batch.readings) >= self._options.batch_rows:
@@ -223,13 +229,11 @@ class _Loader:
         if self._resume is not None and self._resume_rows >= 0:
             if self._resume.passed(index, line):
                 self._resume_rows += 1
-                self._counts.rows_read += 1
                 self._counts.skipped += 1
                 return True
             self._check_resume_position()
         if self._to_skip:
             self._to_skip -= 1
-            self._counts.rows_read += 1
             self._counts.skipped += 1
             self._batch.file_index, self._batch.line = index, line
             self._batch.rows += 1
@@ -249,11 +253,10 @@ class _Loader:
         self._resume_rows = -1  # checked
         self._batch.file_index, self._batch.line, self._batch.rows = resume.file_index, resume.line, resume.rows
 
-    async def _reject(self, rejected: Rejected) -> None:
+    def _reject(self, rejected: Rejected) -> None:
         self._counts.rejected += 1
         if self._options.strict:
             self._stopped = rejected
-            self._progress.note(f"stopped at {rejected.describe()}")
             raise _Stop
         if self._shown < SHOWN_REJECTS:
             self._shown += 1
@@ -263,16 +266,24 @@ class _Loader:
         self._batch.rejects.append(rejected)
 
     async def _submit(self) -> None:
-        """Send the current batch; wait for the oldest in flight first if the window is full."""
+        """Send the current batch; wait for the oldest in flight first if the window is full.
+
+        A reading whose (device_id, ts) is also in a batch still in flight waits until that batch has landed:
+        batches in flight may be written in any order, and the later reading of the input must win.
+        """
         batch = self._batch
         self._batch = _Batch(file_index=batch.file_index, line=batch.line, rows=batch.rows)
         if batch.rows == self._submitted_rows:
             return  # nothing new since the last batch
         self._submitted_rows = batch.rows
+        keys = {(reading.device_id, reading.ts_ms) for reading in batch.readings}
+        if any(not keys.isdisjoint(flight.keys) for flight in self._window):
+            await self._drain()
         while len(self._window) >= self._options.concurrency:
             await self._land_oldest()
         task = asyncio.create_task(self._write(batch.readings))
-        self._window.append(_Flight(batch, task))
+        self._window.append(_Flight(batch, keys, task))
+        task.add_done_callback(self._land_done)
 
     async def _write(self, readings: list[Reading]) -> None:
         if not readings:
@@ -290,14 +301,33 @@ class _Loader:
                 delay *= 2
 
     async def _land_oldest(self) -> None:
-        flight = self._window[0]
-        await flight.task
-        self._window.popleft()
-        self._acknowledge(flight.batch)
+        """Wait for the oldest batch in flight; raise its failure, or record it and any landed after it."""
+        task = self._window[0].task
+        await asyncio.wait([task])
+        task.result()
+        self._land_done()
+        if self._record_failure is not None:
+            raise self._record_failure
+
+    def _land_done(self, _: object = None) -> None:
+        """Record, in input order, the batches at the head of the window that have landed.
+
+        Also a done-callback of each write, so that the checkpoint follows the writes while the input is slow
+        (a pipe). A failed write stays at the head for `_land_oldest` to raise.
+        """
+        window = self._window
+        try:
+            while window and window[0].task.done() and not window[0].task.cancelled() \
+                    and window[0].task.exception() is None:
+                self._acknowledge(window.popleft().batch)
+        except Exception as error:  # the rejects or checkpoint file cannot be written: fail the load
+            self._record_failure = self._record_failure or error
 
     async def _drain(self) -> None:
         while self._window:
             await self._land_oldest()
+        if self._record_failure is not None:
+            raise self._record_failure
 
     async def _abandon(self) -> None:
         """Cancel what is in flight; the checkpoint stays at the last acknowledged batch."""

@@ -120,23 +120,29 @@ class _RowsColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         rows, rate, rejected = task.fields["rows"], task.fields["rate"], task.fields["rejected"]
-        text = f"{rows:,} rows  {rate:,.0f} rows/s"
-        return Text(text + (f"  {rejected:,} rejected" if rejected else ""), style="progress.data.speed")
+        text = f"{rows:,} rows {rate:,.0f} rows/s" + (f" {rejected:,} rejected" if rejected else "")
+        return Text(text, style="progress.data.speed", no_wrap=True, overflow="ellipsis")
 
 
 class BarProgress:
-    """A live bar on the terminal: bytes read against the inputs' size (for the ETA), rows, rows/s, rejects."""
+    """A live bar on the terminal: bytes read against the inputs' size (for the ETA), rows, rows/s, rejects.
+
+    It appears with the first update, so nothing is drawn if the load fails before it starts.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self._bar = Progress(
-            TextColumn("load"), BarColumn(), TaskProgressColumn(), _RowsColumn(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(),
+            BarColumn(bar_width=20), TaskProgressColumn(), _RowsColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=Console(file=stream), redirect_stdout=False, redirect_stderr=False,
         )
         self._task = self._bar.add_task("load", total=None, rows=0, rate=0.0, rejected=0)
-        self._bar.start()
+        self._started = False
 
     def update(self, counts: Counts) -> None:
+        if not self._started:
+            self._started = True
+            self._bar.start()
         self._bar.update(self._task, total=counts.total_bytes, completed=counts.bytes_read, rows=counts.rows_read,
                          rate=counts.rows_per_s, rejected=counts.rejected)
 
@@ -144,8 +150,9 @@ class BarProgress:
         self._bar.console.print(message, markup=False, highlight=False)
 
     def close(self, counts: Counts) -> None:
-        self.update(counts)
-        self._bar.stop()
+        if self._started:
+            self.update(counts)
+            self._bar.stop()
 
 
 def progress_for(stream: TextIO, interval_s: float) -> LoadProgress:

@@ -17,7 +17,7 @@ import stat
 import sys
 import zlib
 from collections.abc import AsyncGenerator, Iterator
-from typing import BinaryIO, Protocol
+from typing import Protocol, cast
 
 import orjson
 
@@ -273,7 +273,7 @@ class JsonArraySplitter:
         text = buffer[start:end]
         if text.strip(_WHITESPACE):
             where = self._line_at(buffer, start + len(text) - len(text.lstrip(_WHITESPACE)))
-            what = "the input is not a JSON array" if self._state == self._BEFORE else "data after the JSON array"
+            what = "the input is not a JSON array" if self._state == self._BEFORE else "data after the end of it"
             raise SourceError(f"{self._name}:{where}: {what}")
 
     def _emit(self, buffer: bytes, end: int, items: list[RawItem], *, closing: bool) -> None:
@@ -322,7 +322,7 @@ def splitter_for(fmt: str, name: str, max_item_bytes: int = MAX_ITEM_BYTES) -> S
 class _Counted(io.RawIOBase):
     """A binary stream that first returns `head` and counts every byte it hands out."""
 
-    def __init__(self, stream: BinaryIO, head: bytes) -> None:
+    def __init__(self, stream: io.BufferedReader, head: bytes) -> None:
         super().__init__()
         self._stream = stream
         self._head = head
@@ -332,14 +332,11 @@ class _Counted(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size] = self._head[:size]
-            self._head = self._head[size:]
-            return size
-        data = self._stream.read(len(buffer))
+        head, self._head = self._head, b""
+        # read1: what is there (at least a byte), rather than waiting on a pipe until the buffer is full.
+        data = head + (self._stream.read1(len(buffer) - len(head)) if len(buffer) > len(head) else b"")
         buffer[: len(data)] = data
-        self.count += len(data)
+        self.count += len(data) - len(head)
         return len(data)
 
 
@@ -357,7 +354,7 @@ class InputFile:
         self._first = True
         self.size: int | None = None
         if name == STDIN:
-            stream: BinaryIO = sys.stdin.buffer
+            stream = cast(io.BufferedReader, sys.stdin.buffer)  # typed as BinaryIO, but a BufferedReader
             self._owned = False
         else:
             try:
@@ -433,6 +430,7 @@ class _Items:
         self._fmt = fmt
         self._max = max_item_bytes
         self._splitter: Splitter | None = None
+        self._blank = b""  # leading whitespace, held until a character tells the format
         self.ended = False
 
     @property
@@ -445,6 +443,10 @@ class _Items:
             if not data:
                 self.ended = True
                 return []
+            if self._fmt == "auto" and data.isspace():
+                self._blank += b"\n" * data.count(b"\n")  # only the line count matters
+                return []
+            data, self._blank = self._blank + data, b""
             fmt = sniff_format(data) if self._fmt == "auto" else self._fmt
             self._splitter = splitter_for(fmt, self._source.display, self._max)
         if not data:

@@ -25,7 +25,7 @@ from readings_service.load import reason_of
 from readings_service.model import Problem, Reading, parse_reading, reading_to_json_dict
 from readings_service.query import RangeRequest, range_chunks
 from readings_service.sources import InputFile, UnreadableItem, display_name, iter_items
-from readings_service.store import ReadingStore, StoredRow
+from readings_service.store import ReadingStore
 from readings_service.timestamps import format_timestamp
 
 # ts_ms, device_id bytes | temperature, pressure, input index, line. The first two fields are the key.
@@ -64,6 +64,8 @@ class Mismatch:
 
 @dataclass(slots=True)
 class VerifyCounts:
+    """What a verification found; `ok` when no reading is missing or different."""
+
     items: int = 0
     invalid: int = 0
     readings: int = 0
@@ -83,6 +85,8 @@ class VerifyCounts:
 class _Day:
     path: Path
     count: int = 0
+    first_ms: int = 2**63
+    last_ms: int = -(2**63)
 
 
 async def verify(
@@ -129,11 +133,13 @@ def _spill(names: Sequence[str], fmt: str, directory: Path, max_future_skew_s: i
                         except UnreadableItem as error:
                             parsed = [Problem(line, None, str(error))]
                         if isinstance(parsed, Reading):
-                            day_number = parsed.ts_ms // MS_PER_DAY
-                            spill = _spill_file(day_number, days, open_files, directory)
-                            spill.write(pack(parsed.ts_ms, parsed.device_id.bytes, parsed.temperature,
-                                             parsed.pressure, index, line))
-                            days[day_number].count += 1
+                            ts_ms = parsed.ts_ms
+                            spill = _spill_file(ts_ms // MS_PER_DAY, days, open_files, directory)
+                            spill.write(pack(ts_ms, parsed.device_id.bytes, parsed.temperature, parsed.pressure,
+                                             index, line))
+                            day = days[ts_ms // MS_PER_DAY]
+                            day.count += 1
+                            day.first_ms, day.last_ms = min(day.first_ms, ts_ms), max(day.last_ms, ts_ms)
                         else:
                             counts.invalid += 1
                             on_invalid(f"{source.display}:{line}: {reason_of(parsed)}")
@@ -166,21 +172,26 @@ def _records(path: Path) -> Iterator[tuple[int, bytes, float, float, int, int]]:
 
 
 def _windows(day: int, spilled: _Day, window_rows: int) -> list[tuple[int, int]]:
-    """Half-open ms ranges covering the day, each holding at most `window_rows` readings (or one minute)."""
-    day_start = day * MS_PER_DAY
+    """Half-open ms ranges covering the day's readings, each holding at most `window_rows` (or one minute).
+
+    They span only from the day's first to its last reading, so that little else stored is read.
+    """
+    end_ms = spilled.last_ms + 1
     if spilled.count <= window_rows:
-        return [(day_start, day_start + MS_PER_DAY)]
+        return [(spilled.first_ms, end_ms)]
+    day_start = day * MS_PER_DAY
     minutes = [0] * (MS_PER_DAY // _MS_PER_MINUTE)
     for record in _records(spilled.path):
         minutes[(record[0] - day_start) // _MS_PER_MINUTE] += 1
     windows: list[tuple[int, int]] = []
-    start, held = 0, 0
+    start_ms, held = spilled.first_ms, 0
     for minute, count in enumerate(minutes):
         if held and held + count > window_rows:
-            windows.append((day_start + start * _MS_PER_MINUTE, day_start + minute * _MS_PER_MINUTE))
-            start, held = minute, 0
+            cut_ms = day_start + minute * _MS_PER_MINUTE
+            windows.append((start_ms, cut_ms))
+            start_ms, held = cut_ms, 0
         held += count
-    windows.append((day_start + start * _MS_PER_MINUTE, day_start + MS_PER_DAY))
+    windows.append((start_ms, end_ms))
     return windows
 
 
@@ -207,8 +218,7 @@ async def _compare(
     request = RangeRequest(start_ms, end_ms, None, None)
     async with contextlib.aclosing(range_chunks(store, request, buckets, lookahead=0)) as chunks:
         async for chunk in chunks:
-            for row in chunk:
-                ts_ms, device_id, temperature, pressure = _fields(row)
+            for ts_ms, _, device_id, temperature, pressure in chunk:
                 value = expected.pop(key(ts_ms, device_id.bytes), None)
                 if value is None:
                     counts.other_stored += 1
@@ -229,7 +239,3 @@ async def _compare(
         counts.missing += 1
         on_mismatch(Mismatch("missing", displays[index], line, reading))
 
-
-def _fields(row: StoredRow) -> tuple[int, uuid.UUID, float, float]:
-    """(ts_ms, device_id, temperature, pressure) of a stored row."""
-    return row[0], row[-3], row[-2], row[-1]
