@@ -199,14 +199,20 @@ class CassandraStore:
         return lambda: execute(self._session, statement, params, self._timeout)
 
     def _batches(self, statement: PreparedStatement, rows: list[tuple[Any, ...]]) -> list[Callable[[], Any]]:
-        if len(rows) == 1:
-            return [self._call(statement, rows[0])]
-        calls = []
-        for start in range(0, len(rows), self._batch_rows):
+        return self._in_batches([statement.bind(row) for row in rows])
+
+    def _in_batches(self, statements: list[BoundStatement]) -> list[Callable[[], Any]]:
+        """Calls sending the statements in unlogged batches of at most batch_rows (a lone one unbatched)."""
+        calls: list[Callable[[], Any]] = []
+        for start in range(0, len(statements), self._batch_rows):
+            part = statements[start : start + self._batch_rows]
+            if len(part) == 1:
+                calls.append(self._call(part[0], None))
+                continue
             batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self._write_cl)
             batch.is_idempotent = True
-            for row in rows[start : start + self._batch_rows]:
-                batch.add(statement, row)
+            for bound in part:
+                batch.add(bound)
             calls.append(self._call(batch, None))
         return calls
 
@@ -219,19 +225,7 @@ class CassandraStore:
                 token = token_map.token_class.from_key(bound.routing_key)
                 replicas = frozenset(token_map.get_replicas(self._keyspace, token))
             groups.setdefault(replicas, []).append(bound)
-        calls: list[Callable[[], Any]] = []
-        for group in groups.values():
-            for start in range(0, len(group), self._batch_rows):
-                part = group[start : start + self._batch_rows]
-                if len(part) == 1:
-                    calls.append(self._call(part[0], None))
-                    continue
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self._write_cl)
-                batch.is_idempotent = True
-                for bound in part:
-                    batch.add(bound)
-                calls.append(self._call(batch, None))
-        return calls
+        return [call for group in groups.values() for call in self._in_batches(group)]
 
     def scan_bucket(
         self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None

@@ -193,7 +193,7 @@ async def stream_ndjson(
             log.warning("query failed after streaming began: %s", error.detail)
             await _cut_with_error(request, response, error.status, error.detail)
             return response
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             raise  # the client went away: closing `chunks` stops the paging
         except Exception as error:
             log.exception("query failed after streaming began")
