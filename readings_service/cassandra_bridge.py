@@ -18,8 +18,10 @@ from cassandra import (
 )
 from cassandra.cluster import NoHostAvailable, Session
 from cassandra.connection import ConnectionException
+from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 
 from readings_service.errors import StoreFailure, StoreUnavailable
+from readings_service.metrics import PAGES_REQUESTED
 
 # Errors a retry later can cure. NoHostAvailable is not a DriverException, so it is listed on its own.
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -29,6 +31,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     Unavailable,
     CoordinationFailure,
     ConnectionException,
+    OverloadedErrorMessage,
+    IsBootstrappingErrorMessage,
     TimeoutError,
     ConnectionError,
 )
@@ -116,6 +120,7 @@ async def pages(
         response = session.execute_async(statement, params, timeout=timeout_s)
     except Exception as error:
         raise translate(error) from error
+    PAGES_REQUESTED.inc()
     _register(response, slot)
     try:
         while True:
@@ -130,6 +135,7 @@ async def pages(
                 slot.renew()
                 response.message.fetch_size = later_fetch_size  # the request re-sent for every page
                 response.start_fetching_next_page()
+                PAGES_REQUESTED.inc()
             if rows:
                 yield rows
             if not more:

@@ -65,6 +65,7 @@ class CassandraSettings:
     fetch_size: int = _check(_between(10, 100_000))
     protocol_version: int = _check(_between(4, 5))
     max_retries: int = _check(_between(0, 10))
+    reconnect_interval_s: float = _check(_positive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class IngestSettings:
     max_future_skew_s: int = _check(_not_negative)
     batch_rows: int = _check(_between(1, 1000))
     max_in_flight: int = _check(_between(1, 4096))
+    max_concurrent_requests: int = _check(_between(1, 100_000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class QuerySettings:
     max_limit: int = _check(_not_negative)
     day_lookahead: int = _check(_between(0, 31))
     chunk_bytes: int = _check(_between(512, 16 * 1024 * 1024))
+    max_concurrent_streams: int = _check(_between(1, 100_000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ class HttpSettings:
     host: str = _check(_non_empty)
     port: int = _check(_between(0, 65535))
     shutdown_timeout_s: float = _check(_not_negative)
+    queue_timeout_s: float = _check(_not_negative)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,12 +49,24 @@ class NotFound(ServiceError):
     title = "Not found"
 
 
-class StoreUnavailable(ServiceError):
-    """The store cannot answer now (no host, timeout, overload); retrying later may succeed."""
+class Unavailable(ServiceError):
+    """Temporarily unable to serve; the client should retry after `retry_after_s` seconds."""
 
     status = 503
+    title = "Service unavailable"
+    retry_after_s = 1
+
+
+class StoreUnavailable(Unavailable):
+    """The store cannot answer now (no host, timeout, overload); retrying later may succeed."""
+
     title = "Storage unavailable"
-    retry_after_s = 5
+
+
+class Overloaded(Unavailable):
+    """This process already serves as many requests of the kind as it is configured to; shed, retry shortly."""
+
+    title = "Overloaded"
 
 
 class StoreFailure(ServiceError):

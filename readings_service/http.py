@@ -14,17 +14,20 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from readings_service.admission import Admission
 from readings_service.config import Settings
 from readings_service.errors import (
     BadRequest,
     InvalidReadings,
     NotFound,
     ServiceError,
-    StoreUnavailable,
     TooLarge,
+    Unavailable,
 )
 from readings_service.ingest import ACCEPTED_TYPES, media_type, parse_body
+from readings_service.metrics import REGISTRY, STREAMS_OPEN
 from readings_service.ndjson import encode_line, encode_rows, row_object
 from readings_service.query import device_chunks, parse_range, range_chunks, take
 from readings_service.store import Pages, ReadingStore
@@ -33,6 +36,8 @@ log = logging.getLogger("readings_service")
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", ReadingStore)
+INGEST_SLOTS = web.AppKey("ingest_slots", Admission)
+STREAM_SLOTS = web.AppKey("stream_slots", Admission)
 PROBLEM_JSON = "application/problem+json"
 NDJSON_TYPE = "application/x-ndjson"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,7 +56,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)
     except ServiceError as error:
         response = problem(error.status, error.title, error.detail, **error.extra)
-        if isinstance(error, StoreUnavailable):
+        if isinstance(error, Unavailable):
             response.headers["Retry-After"] = str(error.retry_after_s)
         return response
     except web.HTTPException as error:
@@ -69,6 +74,11 @@ async def ready(request: web.Request) -> web.Response:
     """The store answers; load balancers send traffic only then."""
     await request.app[STORE].ping()
     return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this process's metrics."""
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -100,7 +110,6 @@ def parse_flag(request: web.Request, name: str) -> bool:
 
 async def post_readings(request: web.Request) -> web.Response:
     """Validate a body of readings and write them; all-or-nothing unless ?partial=true."""
-    settings = request.app[SETTINGS].ingest
     partial = parse_flag(request, "partial")
     kind = media_type(request.content_type)
     if kind not in ACCEPTED_TYPES:
@@ -109,6 +118,12 @@ async def post_readings(request: web.Request) -> web.Response:
             f"use {' or '.join(ACCEPTED_TYPES)}",
             supported=list(ACCEPTED_TYPES),
         )
+    async with request.app[INGEST_SLOTS].slot():  # waiting requests stay unread: memory stays bounded
+        return await _ingest(request, partial, kind)
+
+
+async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Response:
+    settings = request.app[SETTINGS].ingest
     body = await read_body(request, settings.max_body_bytes)
     max_ts_ms = int(time.time() * 1000) + settings.max_future_skew_s * 1000
     batch = parse_body(body, kind, max_items=settings.max_items, max_ts_ms=max_ts_ms)
@@ -132,8 +147,9 @@ async def get_readings(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     query = parse_range(request.query, max_range_days=settings.query.max_range_days,
                         max_limit=settings.query.max_limit)
-    chunks = range_chunks(request.app[STORE], query, settings.storage.buckets, settings.query.day_lookahead)
-    return await stream_ndjson(request, take(chunks, query.limit), settings.query.chunk_bytes)
+    async with request.app[STREAM_SLOTS].slot():
+        chunks = range_chunks(request.app[STORE], query, settings.storage.buckets, settings.query.day_lookahead)
+        return await stream_ndjson(request, take(chunks, query.limit), settings.query.chunk_bytes)
 
 
 def device_id_of(request: web.Request) -> uuid.UUID:
@@ -150,8 +166,9 @@ async def get_device_readings(request: web.Request) -> web.StreamResponse:
     device_id = device_id_of(request)
     query = parse_range(request.query, max_range_days=settings.query.max_range_days,
                         max_limit=settings.query.max_limit)
-    chunks = device_chunks(request.app[STORE], device_id, query)
-    return await stream_ndjson(request, take(chunks, query.limit), settings.query.chunk_bytes)
+    async with request.app[STREAM_SLOTS].slot():
+        chunks = device_chunks(request.app[STORE], device_id, query)
+        return await stream_ndjson(request, take(chunks, query.limit), settings.query.chunk_bytes)
 
 
 async def get_latest(request: web.Request) -> web.Response:
@@ -172,6 +189,14 @@ async def stream_ndjson(
     `{"error": ...}` line and the connection is cut without the final chunk, so a truncated result
     can never pass for a complete one.
     """
+    STREAMS_OPEN.inc()
+    try:
+        return await _stream(request, chunks, chunk_bytes)
+    finally:
+        STREAMS_OPEN.dec()
+
+
+async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int) -> web.StreamResponse:
     async with contextlib.aclosing(chunks):
         first = await anext(chunks, None)
         response = web.StreamResponse(headers={"Content-Type": NDJSON_TYPE, "Cache-Control": "no-store"})
@@ -218,6 +243,8 @@ def create_app(settings: Settings, open_store: StoreOpener) -> web.Application:
     """The application; `open_store` is entered at start-up and left at shutdown."""
     app = web.Application(middlewares=[problems_middleware], client_max_size=settings.ingest.max_body_bytes)
     app[SETTINGS] = settings
+    app[INGEST_SLOTS] = Admission("ingest", settings.ingest.max_concurrent_requests, settings.http.queue_timeout_s)
+    app[STREAM_SLOTS] = Admission("stream", settings.query.max_concurrent_streams, settings.http.queue_timeout_s)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_store(settings) as store:
@@ -227,6 +254,7 @@ def create_app(settings: Settings, open_store: StoreOpener) -> web.Application:
     app.cleanup_ctx.append(store_ctx)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/readings", post_readings)
     app.router.add_get("/readings", get_readings)
     app.router.add_get("/devices/{device_id}/readings", get_device_readings)

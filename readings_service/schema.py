@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from readings_service.config import CassandraSettings
 from readings_service.errors import LayoutMismatch
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 BUCKETS_KEY = "buckets"
+# A cluster that has just started may not yet see all its replicas: layout reads and writes (Paxos, so they need
+# a quorum) are retried for this long while replicas are unavailable.
+UNAVAILABLE_RETRY_S = 60.0
+T = TypeVar("T")
 
 
 def replication_map(settings: CassandraSettings) -> str:
@@ -39,7 +45,8 @@ def _schema_text() -> str:
 def apply_schema(session: Any, settings: CassandraSettings, buckets: int, timeout_s: float = 60.0) -> None:
     """Create keyspace and tables (idempotent) and record the bucket count; blocking, for the CLI."""
     for statement in schema_statements(settings):
-        session.execute(statement, timeout=timeout_s)
+        result = session.execute(statement, timeout=timeout_s)
+        _wait_for_agreement(session, result, timeout_s)
     recorded = recorded_buckets(session, settings.keyspace)
     if recorded is not None and recorded != buckets:
         raise LayoutMismatch(
@@ -48,16 +55,42 @@ def apply_schema(session: Any, settings: CassandraSettings, buckets: int, timeou
         )
     if recorded is None:
         # IF NOT EXISTS makes two concurrent first applies agree on one value.
-        session.execute(
-            f"INSERT INTO {settings.keyspace}.layout (name, value) VALUES (%s, %s) IF NOT EXISTS",
-            (BUCKETS_KEY, str(buckets)), timeout=timeout_s,
-        )
+        insert = f"INSERT INTO {settings.keyspace}.layout (name, value) VALUES (%s, %s) IF NOT EXISTS"
+        _while_unavailable(lambda: session.execute(insert, (BUCKETS_KEY, str(buckets)), timeout=timeout_s))
         check_layout(session, settings.keyspace, buckets)
 
 
+def _wait_for_agreement(session: Any, result: Any, timeout_s: float) -> None:
+    """Return once every live node has the schema the statement produced, so the next statement finds it."""
+    if result.response_future.is_schema_agreed:
+        return
+    if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=timeout_s):
+        raise RuntimeError(f"the cluster's nodes did not agree on the schema within {timeout_s:.0f} s")
+
+
+def _while_unavailable(call: Callable[[], T]) -> T:
+    """Run `call`, retrying while the cluster reports too few live replicas (only just after a start)."""
+    from cassandra import Unavailable
+    from cassandra.cluster import NoHostAvailable
+
+    deadline = time.monotonic() + UNAVAILABLE_RETRY_S
+    while True:
+        try:
+            return call()
+        except (Unavailable, NoHostAvailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def recorded_buckets(session: Any, keyspace: str) -> int | None:
-    """The bucket count recorded in the keyspace, or None if none is."""
-    rows = list(session.execute(f"SELECT value FROM {keyspace}.layout WHERE name = %s", (BUCKETS_KEY,)))
+    """The bucket count recorded in the keyspace, or None if none is (a linearizable read of the Paxos write)."""
+    from cassandra import ConsistencyLevel
+    from cassandra.query import SimpleStatement
+
+    select = SimpleStatement(f"SELECT value FROM {keyspace}.layout WHERE name = %s",
+                             consistency_level=ConsistencyLevel.SERIAL)
+    rows = list(_while_unavailable(lambda: session.execute(select, (BUCKETS_KEY,))))
     return int(rows[0][0]) if rows else None
 
 
