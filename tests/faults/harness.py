@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,16 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float, step_s: float = 0.01) -> bool:
+    """Whether `condition` became true within `timeout_s` (checked every `step_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(step_s)
+    return condition()
 
 
 def metric(text: str, name: str) -> float:

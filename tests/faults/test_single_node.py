@@ -11,7 +11,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.faults.harness import LocalCluster, ReadingSource, Service, Tally, driver_session, post_until, stored
+from tests.faults.harness import (
+    LocalCluster,
+    ReadingSource,
+    Service,
+    Tally,
+    driver_session,
+    post_until,
+    stored,
+    wait_for,
+)
 
 BASE = 11  # 127.0.0.11: never the node the other tests use
 RECOVERY_S = 3.0
@@ -48,10 +57,8 @@ async def ingest_with_kills(node: LocalCluster, service: Service, kills: int, wr
                 ok_before = len(tally.ok_times)
                 statuses_while_down = dict(tally.statuses)
                 answering = await asyncio.to_thread(node.restart, 1)
-                deadline = time.monotonic() + 30
-                while len(tally.ok_times) == ok_before and time.monotonic() < deadline:
-                    await asyncio.sleep(0.01)
-                assert len(tally.ok_times) > ok_before, f"no 200 within 30 s of the restart: {tally}"
+                recovered = await wait_for(lambda n=ok_before: len(tally.ok_times) > n, 30)
+                assert recovered, f"no 200 within 30 s of the restart: {tally}"
                 first_ok = tally.ok_times[ok_before]
                 report["recovery_s"].append(max(0.0, first_ok - answering))
                 report["statuses_while_down"].append(float(sum(statuses_while_down.values())))
