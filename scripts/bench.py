@@ -86,11 +86,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def service_process(settings: Settings) -> Iterator[tuple[str, int]]:
-    """Run `readings-service serve` on the bench keyspace; yields (base URL, pid)."""
+    """Run `readings-service serve` on the bench keyspace and contact points; yields (base URL, pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
     env |= {"READINGS_CASSANDRA_KEYSPACE": settings.cassandra.keyspace, "READINGS_HTTP_PORT": str(port),
-            "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets)}
+            "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets),
+            "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings.cassandra.contact_points)}
     process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "readings-service"), "serve"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
