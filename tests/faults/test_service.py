@@ -141,7 +141,9 @@ async def _vanish(service: Service) -> dict[str, float]:
             await asyncio.gather(*(reader(http) for _ in range(20)), return_exceptions=True)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as http:
-        await wave(http, 200)  # warm-up: the allocator's high-water mark settles
+        # Warm-up: the allocator's high-water mark rises over the first waves of 20 concurrent streams (each holds
+        # a prefetched page per bucket) and levels off; a leak would keep growing over the next 1,000.
+        await wave(http, 1000)
         before = await _settled(http, service)
         counts["disconnected"] = 0
         await wave(http, 1000)
