@@ -9,14 +9,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from readings_service import ops_commands
 from readings_service.config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings
 from readings_service.errors import LayoutMismatch, ServiceError
 
 DEFAULT_CONFIG = Path("config.toml")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The operator tools, imported only when one of them runs: serving never loads them (or rich).
+OPS_COMMANDS = {
+    "generate": "write synthetic readings (NDJSON, JSON or CSV)",
+    "load": "load files of readings into Cassandra",
+    "verify": "check that a fixture's readings are stored",
+}
+
+
+def build_parser(with_ops: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="readings-service", description="IoT readings in Cassandra, served over HTTP."
     )
@@ -28,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     schema_commands.add_parser("apply", help="create keyspace and tables (idempotent), record the bucket count")
     schema_commands.add_parser("check", help="exit non-zero unless the recorded layout matches the configuration")
-    ops_commands.add_parsers(commands)
+    if with_ops:
+        from readings_service.ops import commands as ops_commands
+
+        ops_commands.add_parsers(commands)
+    else:  # listed for --help; their arguments are parsed only when one of them runs, with ops imported
+        for name, summary in OPS_COMMANDS.items():
+            commands.add_parser(name, help=summary, add_help=False)
     return parser
 
 
@@ -40,8 +53,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def run_serve(settings: Settings) -> None:
     from aiohttp import web
 
-    from readings_service.cassandra_store import open_store
-    from readings_service.http import create_app
+    from readings_service.api.app import create_app
+    from readings_service.store.cassandra import open_store
 
     app = create_app(settings, open_store)
     web.run_app(app, host=settings.http.host, port=settings.http.port, handler_cancellation=True,
@@ -50,8 +63,8 @@ def run_serve(settings: Settings) -> None:
 
 
 def run_schema(settings: Settings, action: str) -> None:
-    from readings_service.cassandra_store import connect
-    from readings_service.schema import apply_schema, check_layout
+    from readings_service.store.cassandra import connect
+    from readings_service.store.schema import apply_schema, check_layout
 
     cluster, session = connect(settings.cassandra)
     try:
@@ -70,7 +83,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `readings-service` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cassandra").setLevel(logging.ERROR)
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(with_ops=bool(OPS_COMMANDS.keys() & set(words))).parse_args(words)
+    if args.command in OPS_COMMANDS:
+        from readings_service.ops import commands as ops_commands
     if args.command == "generate":  # needs no configuration
         ops_commands.run_generate(args)
         return

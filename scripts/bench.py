@@ -30,15 +30,16 @@ from typing import Any
 import aiohttp
 import orjson
 
-from readings_service.bucketing import MS_PER_DAY, bucket_of
-from readings_service.cassandra_bridge import execute, gather_bounded, pages
-from readings_service.cassandra_store import DATE_EPOCH_OFFSET, CassandraStore, connect
 from readings_service.config import Settings, load_settings
-from readings_service.merge import merge_sorted_pages
-from readings_service.model import Reading
-from readings_service.ordering import uuid_order_key
-from readings_service.query import row_key
-from readings_service.schema import apply_schema
+from readings_service.core.bucketing import bucket_of
+from readings_service.core.merge import merge_sorted_pages
+from readings_service.core.model import Reading
+from readings_service.core.ordering import uuid_order_key
+from readings_service.core.ranges import row_key
+from readings_service.core.timestamps import MS_PER_DAY
+from readings_service.store.bridge import execute, gather_bounded, pages
+from readings_service.store.cassandra import DATE_EPOCH_OFFSET, CassandraStore, connect
+from readings_service.store.schema import apply_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 ANALYSIS = "## Where the time goes"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from bench import FIRST_DAY, ROOT, ingest_driver, ingest_service, readings_for_day, service_process
 
-from readings_service.cassandra_store import CassandraStore, connect
 from readings_service.config import load_settings
-from readings_service.schema import apply_schema
+from readings_service.store.cassandra import CassandraStore, connect
+from readings_service.store.schema import apply_schema
 
 MODES = ("periodic", "group", "batch")
 BASE = 31

@@ -38,7 +38,7 @@ def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> S
 @pytest.fixture(scope="session")
 def cassandra_session() -> Iterator[Any]:
     """A driver session on the local node the test command started; fails (never skips) if there is none."""
-    from readings_service.cassandra_store import connect
+    from readings_service.store.cassandra import connect
 
     settings = settings_for()
     try:
@@ -51,7 +51,7 @@ def cassandra_session() -> Iterator[Any]:
 
 def fresh_keyspace(session: Any, settings: Settings) -> None:
     """Drop the keyspace and apply the schema again, so a test starts from nothing."""
-    from readings_service.schema import apply_schema
+    from readings_service.store.schema import apply_schema
 
     session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
     apply_schema(session, settings.cassandra, settings.storage.buckets)
@@ -84,7 +84,7 @@ def truncate(cassandra_session: Any, shared_keyspace: Settings) -> Callable[[], 
 @pytest.fixture
 def store(cassandra_session: Any, shared_keyspace: Settings, truncate: Callable[[], None]) -> Any:
     """A CassandraStore on the emptied shared keyspace."""
-    from readings_service.cassandra_store import CassandraStore
+    from readings_service.store.cassandra import CassandraStore
 
     truncate()
     settings = shared_keyspace
@@ -104,7 +104,7 @@ async def client(
     aiohttp_client: Callable[..., Any], store: Any, shared_keyspace: Settings
 ) -> TestClient[web.Request, web.Application]:
     """An HTTP client of the app on the real store."""
-    from readings_service.http import create_app
+    from readings_service.api.app import create_app
 
     return await aiohttp_client(create_app(shared_keyspace, opener_of(store)))  # type: ignore[no-any-return]
 

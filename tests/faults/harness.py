@@ -256,7 +256,7 @@ def stored(session: Any, keyspace: str, device_ids: list[uuid.UUID], days: int =
     """Every (device_id, ts) of the fault day found in both reading tables (by partition and by device)."""
     from cassandra.query import SimpleStatement
 
-    from readings_service.bucketing import day_of
+    from readings_service.core.bucketing import day_of
 
     day = day_of(FAULT_DAY_MS)
     by_partition: set[tuple[uuid.UUID, int]] = set()

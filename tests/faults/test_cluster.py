@@ -122,7 +122,7 @@ class TestKillOneOfThree:
 async def _range_through(url: str) -> set[tuple[object, int]]:
     import uuid
 
-    from readings_service.timestamps import parse_timestamp
+    from readings_service.core.timestamps import parse_timestamp
 
     params = {"start": str(FAULT_DAY_MS), "end": str(FAULT_DAY_MS + MS_PER_DAY)}
     async with aiohttp.ClientSession() as http, http.get(url + "/readings", params=params) as response:

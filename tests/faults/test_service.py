@@ -14,8 +14,8 @@ import aiohttp
 import orjson
 import pytest
 
-from readings_service.ordering import uuid_order_key
-from readings_service.timestamps import parse_timestamp
+from readings_service.core.ordering import uuid_order_key
+from readings_service.core.timestamps import parse_timestamp
 from tests.conftest import settings_for
 from tests.faults.harness import (
     FAULT_DAY_MS,

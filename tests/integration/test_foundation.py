@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from readings_service.errors import LayoutMismatch
-from readings_service.schema import apply_schema, check_layout, recorded_buckets
+from readings_service.store.schema import apply_schema, check_layout, recorded_buckets
 from tests.conftest import ROOT, env_without_readings, fresh_keyspace, settings_for
 
 KEYSPACE = "readings_test_schema"

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from readings_service.bucketing import bucket_of, day_of
+from readings_service.core.bucketing import bucket_of, day_of
 
 DEVICE_A = uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2")
 DEVICE_B = uuid.UUID("0191b2f4-65a3-7c3e-8a1b-2f6c1f0e9d42")
@@ -238,7 +238,7 @@ class TestLimits:
         """More items than ingest.max_items is 413 and nothing is written."""
         import dataclasses
 
-        from readings_service.http import create_app
+        from readings_service.api.app import create_app
         from tests.conftest import opener_of
 
         settings = dataclasses.replace(
@@ -279,8 +279,8 @@ class TestUnavailable:
         """A Cassandra that does not answer in time gives 503 with Retry-After, for writes and readiness."""
         import dataclasses
 
-        from readings_service.cassandra_store import CassandraStore
-        from readings_service.http import create_app
+        from readings_service.api.app import create_app
+        from readings_service.store.cassandra import CassandraStore
         from tests.conftest import opener_of
 
         impatient = dataclasses.replace(shared_keyspace.cassandra, request_timeout_s=1e-6, max_retries=0)

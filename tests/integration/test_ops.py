@@ -19,17 +19,17 @@ import orjson
 import pytest
 from aiohttp import web
 
-from readings_service.cassandra_store import CassandraStore
-from readings_service.checkpoint import read_checkpoint
+from readings_service.api.app import create_app
 from readings_service.config import Settings
+from readings_service.core.model import Reading, parse_reading
 from readings_service.errors import StoreFailure
-from readings_service.generate import encode
-from readings_service.http import create_app
-from readings_service.http_sink import open_http_sink
-from readings_service.load import LoadError, LoadOptions, load
-from readings_service.model import Reading, parse_reading
-from readings_service.progress import SilentProgress
-from readings_service.verify import Mismatch, VerifyCounts, verify
+from readings_service.ops.checkpoint import read_checkpoint
+from readings_service.ops.generate import encode
+from readings_service.ops.http_sink import open_http_sink
+from readings_service.ops.load import LoadError, LoadOptions, load
+from readings_service.ops.progress import SilentProgress
+from readings_service.ops.verify import Mismatch, VerifyCounts, verify
+from readings_service.store.cassandra import CassandraStore
 from tests.conftest import ROOT, env_without_readings, fresh_keyspace, opener_of, settings_for
 
 KEYSPACE = "readings_test_ops"
@@ -181,7 +181,7 @@ class TestRoundTrip:
 
 
 def _partition(reading: Reading, settings: Settings) -> tuple[str, int]:
-    from readings_service.bucketing import bucket_of, day_of
+    from readings_service.core.bucketing import bucket_of, day_of
 
     return str(day_of(reading.ts_ms)), bucket_of(reading.device_id, settings.storage.buckets)
 
@@ -424,7 +424,7 @@ class TestProgressOutput:
         """With stderr in a pipe, progress is plain log lines with the same figures, no control characters."""
         result = run_cli("load", str(FIXTURE), "--batch-rows", "500", "--log-every", "0")
         assert 0 == result.returncode
-        lines = [line for line in result.stderr.splitlines() if b"readings_service.load" in line]
+        lines = [line for line in result.stderr.splitlines() if b"readings_service.ops.load" in line]
         assert lines
         assert b"2,880 rows read, 2,880 written, 0 rejected" in lines[-1]
         assert b"rows/s, 100% of 355.5 kB, ETA 0:00:00" in lines[-1]

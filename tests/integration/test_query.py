@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from readings_service.api.app import create_app
+from readings_service.core.model import Reading
+from readings_service.core.store import After, StoredRow
+from readings_service.core.timestamps import format_timestamp
 from readings_service.errors import StoreUnavailable
-from readings_service.http import create_app
-from readings_service.model import Reading
-from readings_service.store import After, StoredRow
-from readings_service.timestamps import format_timestamp
 from tests.conftest import opener_of
 
 DAY_MS = 86_400_000
@@ -114,7 +114,7 @@ def to_rows(readings: list[Reading]) -> list[Row]:
 class TestClusteringOrder:
     def test_key_matches_cassandra_uuid_order(self, cassandra_session: Any, shared_keyspace: Any) -> None:
         """Within one partition and one ts, Cassandra returns uuids in exactly the service's key order."""
-        from readings_service.ordering import uuid_order_key
+        from readings_service.core.ordering import uuid_order_key
 
         keyspace = shared_keyspace.cassandra.keyspace
         devices = list(itertools.chain.from_iterable(device_pool(s) for s in range(20)))
@@ -390,8 +390,8 @@ class TestPaging:
     async def test_first_page_is_small_then_fetch_size(self, cassandra_session: Any, store: Any,
                                                       shared_keyspace: Any) -> None:
         """A partition scan's first page holds FIRST_PAGE_ROWS rows, later pages the configured fetch size."""
-        from readings_service.bucketing import bucket_of, day_of
-        from readings_service.cassandra_store import FIRST_PAGE_ROWS, CassandraStore
+        from readings_service.core.bucketing import bucket_of, day_of
+        from readings_service.store.cassandra import FIRST_PAGE_ROWS, CassandraStore
 
         wide = dataclasses.replace(shared_keyspace.cassandra, fetch_size=FIRST_PAGE_ROWS + 50)
         big_pages = CassandraStore(cassandra_session, wide, shared_keyspace.ingest, 16)

@@ -1,0 +1,39 @@
+"""Errors as RFC 9457 problem+json: one middleware maps every error to a status and a body."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from readings_service.errors import ServiceError, Unavailable
+
+log = logging.getLogger("readings_service")
+
+PROBLEM_JSON = "application/problem+json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
+    """An RFC 9457 problem response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON)
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map ServiceError and aiohttp's own HTTP errors to problem+json; never once a stream has started."""
+    try:
+        return await handler(request)
+    except ServiceError as error:
+        response = problem(error.status, error.title, error.detail, **error.extra)
+        if isinstance(error, Unavailable):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return problem(error.status, error.reason, error.text or error.reason)

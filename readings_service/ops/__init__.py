@@ -1,0 +1,1 @@
+"""Operator tools (generate, load, verify), imported only by the commands that run them."""

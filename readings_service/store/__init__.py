@@ -1,0 +1,1 @@
+"""The Cassandra adapter: the only package that imports the driver."""

@@ -1,0 +1,270 @@
+"""Tests for validating decoded JSON items into readings."""
+
+import math
+import uuid
+
+import pytest
+
+from readings_service.core.model import Problem, Reading, parse_reading, reading_to_json_dict
+
+DEVICE_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+TS = "2026-11-21T02:58:36.120Z"
+TS_MS = 1_795_229_916_120
+MAX_TS_MS = TS_MS + 60_000
+INDEX = 7
+
+
+def item(**overrides: object) -> dict[str, object]:
+    """A valid reading item with some fields replaced."""
+    fields: dict[str, object] = {"device_id": DEVICE_ID, "ts": TS, "temperature": 21.5, "pressure": 1013}
+    fields.update(overrides)
+    return fields
+
+
+def problems_of(value: object) -> list[Problem]:
+    parsed = parse_reading(value, INDEX, max_ts_ms=MAX_TS_MS)
+    assert isinstance(parsed, list), parsed
+    return parsed
+
+
+class TestValidItems:
+    """Valid items become readings."""
+
+    def test_reading(self) -> None:
+        """Every field is converted to its domain type."""
+        expected = Reading(uuid.UUID(DEVICE_ID), TS_MS, 21.5, 1013.0)
+
+        assert expected == parse_reading(item(), INDEX, max_ts_ms=MAX_TS_MS)
+
+    def test_integer_numbers_become_floats(self) -> None:
+        """JSON integers are accepted for measurements and stored as floats."""
+        parsed = parse_reading(item(temperature=-3, pressure=0), INDEX, max_ts_ms=MAX_TS_MS)
+
+        assert isinstance(parsed, Reading)
+        assert [(-3.0, float), (0.0, float)] == [
+            (parsed.temperature, type(parsed.temperature)),
+            (parsed.pressure, type(parsed.pressure)),
+        ]
+
+    def test_uppercase_device_id_is_normalised(self) -> None:
+        """Device ids are case-insensitive and come out lowercase."""
+        parsed = parse_reading(item(device_id=DEVICE_ID.upper()), INDEX, max_ts_ms=MAX_TS_MS)
+
+        expected = DEVICE_ID
+
+        assert isinstance(parsed, Reading)
+        assert expected == reading_to_json_dict(parsed)["device_id"]
+
+    def test_epoch_milliseconds(self) -> None:
+        """`ts` may be integer epoch milliseconds."""
+        expected = Reading(uuid.UUID(DEVICE_ID), TS_MS, 21.5, 1013.0)
+
+        assert expected == parse_reading(item(ts=TS_MS), INDEX, max_ts_ms=MAX_TS_MS)
+
+    def test_timestamp_at_skew_limit(self) -> None:
+        """A timestamp exactly at the limit is accepted."""
+        parsed = parse_reading(item(ts=MAX_TS_MS), INDEX, max_ts_ms=MAX_TS_MS)
+
+        assert isinstance(parsed, Reading)
+
+    @pytest.mark.parametrize("value", [1.7976931348623157e308, -1e-320, 0.0, -0.0])
+    def test_extreme_finite_floats(self, value: float) -> None:
+        """Any finite float is a measurement."""
+        parsed = parse_reading(item(temperature=value), INDEX, max_ts_ms=MAX_TS_MS)
+
+        assert isinstance(parsed, Reading)
+        assert value == parsed.temperature
+
+
+class TestWholeItemProblems:
+    """An item that is not an object gets one problem without a field."""
+
+    @pytest.mark.parametrize(
+        ("value", "type_name"),
+        [
+            ([], "an array"),
+            ("reading", "a string"),
+            (3, "a number"),
+            (2.5, "a number"),
+            (True, "a boolean"),
+            (None, "null"),
+        ],
+    )
+    def test_not_an_object(self, value: object, type_name: str) -> None:
+        """The reason names the JSON type that was sent."""
+        expected = [Problem(INDEX, None, f"item must be an object, not {type_name}")]
+
+        assert expected == problems_of(value)
+
+
+class TestFieldProblems:
+    """Each bad field gets a problem naming it."""
+
+    def test_unknown_field(self) -> None:
+        """A misspelt field is refused rather than dropped, and the real one is missing."""
+        fields = item(temprature=21.5)
+        del fields["temperature"]
+        expected = [
+            Problem(INDEX, "temprature", "unknown field"),
+            Problem(INDEX, "temperature", "missing field"),
+        ]
+
+        assert expected == problems_of(fields)
+
+    def test_long_unknown_field_is_shortened(self) -> None:
+        """Field names in problems are cut to about 60 characters."""
+        expected = [Problem(INDEX, "x" * 57 + "...", "unknown field")]
+
+        assert expected == problems_of(item(**{"x" * 500: 1}))
+
+    def test_every_field_missing(self) -> None:
+        """An empty object gets one problem per missing field, in field order."""
+        expected = [Problem(INDEX, name, "missing field") for name in ("device_id", "ts", "temperature", "pressure")]
+
+        assert expected == problems_of({})
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            (42, "device_id must be a string, not a number"),
+            (None, "device_id must be a string, not null"),
+            ([DEVICE_ID], "device_id must be a string, not an array"),
+            ("not-a-uuid", 'device_id is not a hyphenated UUID: "not-a-uuid"'),
+            ("", 'device_id is not a hyphenated UUID: ""'),
+            (
+                DEVICE_ID.replace("-", ""),
+                f'device_id is not a hyphenated UUID: "{DEVICE_ID.replace("-", "")}"',
+            ),
+            ("{" + DEVICE_ID + "}", f'device_id is not a hyphenated UUID: "{{{DEVICE_ID}}}"'),
+            ("urn:uuid:" + DEVICE_ID, f'device_id is not a hyphenated UUID: "urn:uuid:{DEVICE_ID}"'),
+            (DEVICE_ID + " ", f'device_id is not a hyphenated UUID: "{DEVICE_ID} "'),
+            (DEVICE_ID[:-1] + "g", f'device_id is not a hyphenated UUID: "{DEVICE_ID[:-1]}g"'),
+        ],
+    )
+    def test_bad_device_id(self, value: object, reason: str) -> None:
+        """Only the 36-character hyphenated form is a device id."""
+        expected = [Problem(INDEX, "device_id", reason)]
+
+        assert expected == problems_of(item(device_id=value))
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            (
+                "2026-11-21T02:58:36",
+                'timestamp has no UTC offset; ambiguous: "2026-11-21T02:58:36"',
+            ),
+            ("tomorrow", 'timestamp is not an RFC 3339 date-time: "tomorrow"'),
+            (
+                1.7e12,
+                "timestamp must be integer epoch milliseconds or an RFC 3339 string,"
+                " not a float (its unit would be ambiguous): 1700000000000.0",
+            ),
+            (
+                True,
+                "timestamp must be integer epoch milliseconds or an RFC 3339 string, not a boolean: true",
+            ),
+            (None, "timestamp must be integer epoch milliseconds or an RFC 3339 string: null"),
+            ("2026-02-30T00:00:00Z", 'timestamp has an invalid calendar date: "2026-02-30T00:00:00Z"'),
+            (
+                "2016-12-31T23:59:60Z",
+                'timestamp is a leap second, which epoch time cannot represent: "2016-12-31T23:59:60Z"',
+            ),
+            (-(10**15), "timestamp is out of range (years 0001 to 9999 UTC): -1000000000000000"),
+            (MAX_TS_MS + 1, "timestamp is more than the allowed skew in the future"),
+            ("2030-01-01T00:00:00Z", "timestamp is more than the allowed skew in the future"),
+        ],
+    )
+    def test_bad_timestamp(self, value: object, reason: str) -> None:
+        """The timestamp error is reported with the value that caused it."""
+        expected = [Problem(INDEX, "ts", reason)]
+
+        assert expected == problems_of(item(ts=value))
+
+    def test_long_value_is_shortened(self) -> None:
+        """Offending values are cut to about 60 characters."""
+        expected = [Problem(INDEX, "ts", 'timestamp is not an RFC 3339 date-time: "' + "x" * 56 + "...")]
+
+        assert expected == problems_of(item(ts="x" * 1000))
+
+    @pytest.mark.parametrize("field", ["temperature", "pressure"])
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            ("21.5", "{} must be a number, not a string"),
+            (True, "{} must be a number, not a boolean"),
+            (None, "{} must be a number, not null"),
+            ({"celsius": 21.5}, "{} must be a number, not an object"),
+            (math.nan, "{} must be finite, not NaN"),
+            (math.inf, "{} must be finite, not Infinity"),
+            (-math.inf, "{} must be finite, not -Infinity"),
+            (10**400, "{} is out of float range: " + "1" + "0" * 56 + "..."),
+            pytest.param(10**5000, "{} is out of float range: an integer too large to show", id="10**5000"),
+        ],
+    )
+    def test_bad_measurement(self, field: str, value: object, reason: str) -> None:
+        """Measurements are finite JSON numbers that fit a float."""
+        expected = [Problem(INDEX, field, reason.format(field))]
+
+        assert expected == problems_of(item(**{field: value}))
+
+
+class TestAllProblemsCollected:
+    """Every problem of an item is reported at once."""
+
+    def test_all_fields_bad(self) -> None:
+        """Unknown, missing and invalid fields all appear, in a stable order."""
+        fields = {"device_id": "nope", "ts": "2026-11-21T02:58:36", "temperature": math.nan, "colour": "red"}
+        expected = [
+            Problem(INDEX, "colour", "unknown field"),
+            Problem(INDEX, "pressure", "missing field"),
+            Problem(INDEX, "device_id", 'device_id is not a hyphenated UUID: "nope"'),
+            Problem(INDEX, "ts", 'timestamp has no UTC offset; ambiguous: "2026-11-21T02:58:36"'),
+            Problem(INDEX, "temperature", "temperature must be finite, not NaN"),
+        ]
+
+        assert expected == problems_of(fields)
+
+    def test_unknown_field_alone_rejects_item(self) -> None:
+        """Valid known fields do not make up for an extra one."""
+        expected = [Problem(INDEX, "humidity", "unknown field")]
+
+        assert expected == problems_of(item(humidity=40))
+
+
+class TestProblem:
+    """Problems serialise for the problem+json body."""
+
+    def test_as_dict(self) -> None:
+        """The keys are index, field and reason; a whole-item problem has a null field."""
+        expected = [
+            {"index": 3, "field": "ts", "reason": "missing field"},
+            {"index": 4, "field": None, "reason": "item must be an object, not null"},
+        ]
+
+        assert expected == [
+            Problem(3, "ts", "missing field").as_dict(),
+            Problem(4, None, "item must be an object, not null").as_dict(),
+        ]
+
+
+class TestReadingToJson:
+    """Readings serialise in their API form."""
+
+    def test_json_dict(self) -> None:
+        """Lowercase device id, RFC 3339 UTC timestamp with milliseconds, float measurements."""
+        reading = Reading(uuid.UUID(DEVICE_ID.upper()), -1, -40.0, 1013.25)
+        expected = {
+            "device_id": DEVICE_ID,
+            "ts": "1969-12-31T23:59:59.999Z",
+            "temperature": -40.0,
+            "pressure": 1013.25,
+        }
+
+        assert expected == reading_to_json_dict(reading)
+
+    def test_round_trip(self) -> None:
+        """A serialised reading parses back to the same reading."""
+        reading = Reading(uuid.UUID(DEVICE_ID), TS_MS, 21.5, 1013.0)
+
+        assert reading == parse_reading(reading_to_json_dict(reading), INDEX, max_ts_ms=MAX_TS_MS)
