@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,17 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_KEYSPACE = "readings_test"
+# Every keyspace a run creates ends with the run's id, so runs sharing a node never collide; the session's
+# teardown drops them all.
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def run_keyspace(name: str) -> str:
+    """`name` made unique to this test run."""
+    return f"{name}_{RUN_ID}"
+
+
+TEST_KEYSPACE = run_keyspace("readings_test")
 
 
 def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
@@ -46,7 +57,12 @@ def cassandra_session() -> Iterator[Any]:
     except Exception as error:
         pytest.fail(f"no Cassandra at {settings.cassandra.contact_points}: {error} (run scripts/cassandra start)")
     yield session
-    cluster.shutdown()
+    try:
+        for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces"):
+            if row[0].endswith(f"_{RUN_ID}"):
+                session.execute(f"DROP KEYSPACE IF EXISTS {row[0]}", timeout=120)
+    finally:
+        cluster.shutdown()
 
 
 def fresh_keyspace(session: Any, settings: Settings) -> None:

@@ -11,9 +11,11 @@ import pytest
 
 from readings_service.errors import LayoutMismatch
 from readings_service.store.schema import apply_schema, check_layout, recorded_buckets
-from tests.conftest import ROOT, env_without_readings, fresh_keyspace, settings_for
+from tests.conftest import ROOT, env_without_readings, fresh_keyspace, run_keyspace, settings_for
 
-KEYSPACE = "readings_test_schema"
+KEYSPACE = run_keyspace("readings_test_schema")
+EMPTY_KEYSPACE = run_keyspace("readings_test_empty")
+CLI_KEYSPACE = run_keyspace("readings_test_cli")
 
 
 def tables_of(session: Any, keyspace: str) -> set[str]:
@@ -88,13 +90,13 @@ class TestBucketGuard:
         fresh_keyspace(cassandra_session, settings_for(KEYSPACE, storage={"buckets": 8}))
         result = run_cli("serve", env={"READINGS_CASSANDRA_KEYSPACE": KEYSPACE, "READINGS_HTTP_PORT": "0"})
         assert 0 != result.returncode
-        assert "storage.buckets = 16 but keyspace readings_test_schema was laid out with 8" in result.stderr
+        assert f"storage.buckets = 16 but keyspace {KEYSPACE} was laid out with 8" in result.stderr
         assert "Traceback" not in result.stderr
 
     def test_serve_refuses_a_keyspace_without_schema(self, cassandra_session: Any) -> None:
         """`serve` on a keyspace nobody applied says to apply the schema."""
-        cassandra_session.execute("DROP KEYSPACE IF EXISTS readings_test_empty")
-        result = run_cli("serve", env={"READINGS_CASSANDRA_KEYSPACE": "readings_test_empty"})
+        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {EMPTY_KEYSPACE}")
+        result = run_cli("serve", env={"READINGS_CASSANDRA_KEYSPACE": EMPTY_KEYSPACE})
         assert 0 != result.returncode
         assert "schema apply" in result.stderr
         assert "Traceback" not in result.stderr
@@ -119,8 +121,8 @@ class TestCliConfigErrors:
 
     def test_apply_via_cli(self, cassandra_session: Any) -> None:
         """`schema apply` creates the configured keyspace and says so."""
-        cassandra_session.execute("DROP KEYSPACE IF EXISTS readings_test_cli", timeout=120)
-        result = run_cli("schema", "apply", env={"READINGS_CASSANDRA_KEYSPACE": "readings_test_cli"})
+        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {CLI_KEYSPACE}", timeout=120)
+        result = run_cli("schema", "apply", env={"READINGS_CASSANDRA_KEYSPACE": CLI_KEYSPACE})
         assert 0 == result.returncode, result.stderr
-        assert "schema applied to keyspace readings_test_cli (16 buckets)" in result.stdout
-        assert 16 == recorded_buckets(cassandra_session, "readings_test_cli")
+        assert f"schema applied to keyspace {CLI_KEYSPACE} (16 buckets)" in result.stdout
+        assert 16 == recorded_buckets(cassandra_session, CLI_KEYSPACE)

@@ -30,9 +30,9 @@ from readings_service.ops.load import LoadError, LoadOptions, load
 from readings_service.ops.progress import SilentProgress
 from readings_service.ops.verify import Mismatch, VerifyCounts, verify
 from readings_service.store.cassandra import CassandraStore
-from tests.conftest import ROOT, env_without_readings, fresh_keyspace, opener_of, settings_for
+from tests.conftest import ROOT, env_without_readings, fresh_keyspace, opener_of, run_keyspace, settings_for
 
-KEYSPACE = "readings_test_ops"
+KEYSPACE = run_keyspace("readings_test_ops")
 FIXTURES = ROOT / "tests" / "fixtures"
 FIXTURE = FIXTURES / "readings.ndjson"
 TABLES = ("readings", "readings_by_device", "device_latest_day")
