@@ -98,6 +98,7 @@ class HttpSettings:
     port: int = _check(_between(0, 65535))
     shutdown_timeout_s: float = _check(_not_negative)
     queue_timeout_s: float = _check(_not_negative)
+    access_log: str = _check(_one_of(("text", "json", "off")))
 
 
 @dataclass(frozen=True, slots=True)

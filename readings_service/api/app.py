@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from readings_service.api.access_log import access_log_middleware
 from readings_service.api.admission import Admission
 from readings_service.api.bodies import parse_flag, read_body
 from readings_service.api.params import parse_range
@@ -28,7 +29,7 @@ from readings_service.errors import (
     InvalidReadings,
     NotFound,
 )
-from readings_service.metrics import REGISTRY
+from readings_service.metrics import READINGS_INGESTED, REGISTRY
 
 log = logging.getLogger("readings_service")
 
@@ -74,6 +75,7 @@ async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Respons
     max_ts_ms = latest_accepted_ms(settings.max_future_skew_s)
     batch = parse_body(body, kind, max_items=settings.max_items, max_ts_ms=max_ts_ms)
     problems = [p.as_dict() for p in batch.problems]
+    READINGS_INGESTED.labels("rejected").inc(batch.items - len(batch.readings))
     if problems and not partial:
         raise InvalidReadings(
             f"{len(problems)} problem(s) in {batch.items} item(s); nothing was written", problems
@@ -81,6 +83,7 @@ async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Respons
     if batch.readings:
         # A client that disconnects must not leave half of an accepted batch behind.
         await asyncio.shield(request.app[STORE].write(batch.readings))
+        READINGS_INGESTED.labels("accepted").inc(len(batch.readings))
     if problems:
         body_out = {"accepted": len(batch.readings), "rejected": batch.items - len(batch.readings),
                     "problems": problems}
@@ -131,7 +134,8 @@ StoreOpener = Callable[[Settings], contextlib.AbstractAsyncContextManager[Readin
 
 def create_app(settings: Settings, open_store: StoreOpener) -> web.Application:
     """The application; `open_store` is entered at start-up and left at shutdown."""
-    app = web.Application(middlewares=[problems_middleware], client_max_size=settings.ingest.max_body_bytes)
+    middlewares = [access_log_middleware(settings.http.access_log), problems_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.ingest.max_body_bytes)
     app[SETTINGS] = settings
     app[INGEST_SLOTS] = Admission("ingest", settings.ingest.max_concurrent_requests, settings.http.queue_timeout_s)
     app[STREAM_SLOTS] = Admission("stream", settings.query.max_concurrent_streams, settings.http.queue_timeout_s)

@@ -7,10 +7,11 @@ import logging
 
 from aiohttp import web
 
+from readings_service.api.access_log import BYTES_SENT, PREPARED_STATUS, ROWS
 from readings_service.core.ndjson import encode_line, encode_rows
-from readings_service.core.store import Pages
+from readings_service.core.store import Pages, StoredRow
 from readings_service.errors import ServiceError
-from readings_service.metrics import STREAMS_OPEN
+from readings_service.metrics import BYTES_STREAMED, ROWS_STREAMED, STREAMS_OPEN
 
 log = logging.getLogger("readings_service")
 
@@ -33,24 +34,50 @@ async def stream_ndjson(
         STREAMS_OPEN.dec()
 
 
+class _Sender:
+    """Writes NDJSON chunks to the response, counting rows and bytes for the metrics and the access log."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.request = request
+        self.response = response
+        self.pending = b""
+        self.pending_rows = 0
+        request[ROWS] = 0
+        request[BYTES_SENT] = 0
+
+    def add(self, rows: list[StoredRow]) -> None:
+        self.pending += encode_rows(rows)
+        self.pending_rows += len(rows)
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        data, rows = self.pending, self.pending_rows
+        self.pending, self.pending_rows = b"", 0
+        await self.response.write(data)
+        self.request[ROWS] += rows
+        self.request[BYTES_SENT] += len(data)
+        ROWS_STREAMED.inc(rows)
+        BYTES_STREAMED.inc(len(data))
+
+
 async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int) -> web.StreamResponse:
     async with contextlib.aclosing(chunks):
         first = await anext(chunks, None)
         response = web.StreamResponse(headers={"Content-Type": NDJSON_TYPE, "Cache-Control": "no-store"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        request[PREPARED_STATUS] = response.status
+        sender = _Sender(request, response)
         try:
-            pending = encode_rows(first) if first else b""
-            if pending:
-                await response.write(pending)  # first byte out as soon as possible
-                pending = b""
+            if first:
+                sender.add(first)
+                await sender.flush()  # first byte out as soon as possible
             async for chunk in chunks:
-                pending += encode_rows(chunk)
-                if len(pending) >= chunk_bytes:
-                    await response.write(pending)
-                    pending = b""
-            if pending:
-                await response.write(pending)
+                sender.add(chunk)
+                if len(sender.pending) >= chunk_bytes:
+                    await sender.flush()
+            await sender.flush()
         except ServiceError as error:
             log.warning("query failed after streaming began: %s", error.detail)
             await _cut_with_error(request, response, error.status, error.detail)

@@ -7,6 +7,7 @@ callback here only hands the page over with `call_soon_threadsafe`, so it can ne
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from cassandra.connection import ConnectionException
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 
 from readings_service.errors import StoreFailure, StoreUnavailable
-from readings_service.metrics import PAGES_REQUESTED
+from readings_service.metrics import CASSANDRA_DURATION, CASSANDRA_ERRORS, CASSANDRA_REQUESTS, PAGES_REQUESTED
 
 # Errors a retry later can cure. NoHostAvailable is not a DriverException, so it is listed on its own.
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -84,25 +85,50 @@ def _register(response: Any, slot: _PageSlot) -> None:
     response.add_callbacks(page, error)
 
 
-async def execute(session: Session, statement: Any, params: Any, timeout_s: float) -> list[Any]:
-    """Run one statement and return its first (only) page of rows."""
-    slot = _PageSlot(asyncio.get_running_loop())
+def _send(session: Session, statement: Any, params: Any, timeout_s: float, kind: str) -> Any:
+    """Start one request; counted by kind, errors raised synchronously (NoHostAvailable) translated."""
+    CASSANDRA_REQUESTS.labels(kind).inc()
     try:
-        response = session.execute_async(statement, params, timeout=timeout_s)
-    except Exception as error:  # NoHostAvailable can be raised synchronously
+        return session.execute_async(statement, params, timeout=timeout_s)
+    except Exception as error:
+        CASSANDRA_ERRORS.labels(kind, type(error).__name__).inc()
         raise translate(error) from error
-    _register(response, slot)
+
+
+async def _await_page(slot: _PageSlot, timeout_s: float, kind: str) -> list[Any]:
+    """The slot's next page, timed; the driver arms its own timer per page, this one also covers the hand-over."""
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s * 2):
-            return await slot.future
+            rows = await slot.future
     except TimeoutError as error:
+        CASSANDRA_ERRORS.labels(kind, "TimeoutError").inc()
         raise translate(error) from error
+    except (StoreUnavailable, StoreFailure) as error:
+        CASSANDRA_ERRORS.labels(kind, type(error.__cause__ or error).__name__).inc()
+        raise
+    CASSANDRA_DURATION.labels(kind).observe(time.perf_counter() - started)
+    return rows
+
+
+async def execute(session: Session, statement: Any, params: Any, timeout_s: float, kind: str = "write") -> list[Any]:
+    """Run one statement and return its first (only) page of rows."""
+    slot = _PageSlot(asyncio.get_running_loop())
+    response = _send(session, statement, params, timeout_s, kind)
+    _register(response, slot)
+    try:
+        return await _await_page(slot, timeout_s, kind)
     finally:
         response.clear_callbacks()
 
 
 async def pages(
-    session: Session, statement: Any, params: Any, timeout_s: float, first_page_rows: int | None = None
+    session: Session,
+    statement: Any,
+    params: Any,
+    timeout_s: float,
+    first_page_rows: int | None = None,
+    kind: str = "scan",
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result's pages; the next page is requested as soon as the previous one is handed over.
 
@@ -116,25 +142,18 @@ async def pages(
         statement = statement.bind(params)
         statement.fetch_size = min(first_page_rows, later_fetch_size)
         params = None
-    try:
-        response = session.execute_async(statement, params, timeout=timeout_s)
-    except Exception as error:
-        raise translate(error) from error
+    response = _send(session, statement, params, timeout_s, kind)
     PAGES_REQUESTED.inc()
     _register(response, slot)
     try:
         while True:
-            try:
-                # The driver arms its own timer per page as well; this one also covers the hand-over.
-                async with asyncio.timeout(timeout_s * 2):
-                    rows = await slot.future
-            except TimeoutError as error:
-                raise translate(error) from error
+            rows = await _await_page(slot, timeout_s, kind)
             more = slot.has_more
             if more:
                 slot.renew()
                 response.message.fetch_size = later_fetch_size  # the request re-sent for every page
                 response.start_fetching_next_page()
+                CASSANDRA_REQUESTS.labels(kind).inc()
                 PAGES_REQUESTED.inc()
             if rows:
                 yield rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -26,11 +27,13 @@ from readings_service.core.model import Reading
 from readings_service.core.ordering import uuid_order_key, uuid_order_key_from_bytes
 from readings_service.core.store import After, Pages, StoredRow
 from readings_service.core.timestamps import MS_PER_DAY
+from readings_service.metrics import PARTITION_ROWS, relative_day
 from readings_service.store.bridge import execute, gather_bounded, pages, translate
 from readings_service.store.schema import check_layout
 
 # The `date` type travels as an unsigned day count centred on the epoch.
 DATE_EPOCH_OFFSET = 2**31
+_EPOCH_DATE = datetime.date(1970, 1, 1)
 LATEST_CACHE_DEVICES = 100_000
 DEVICE_CACHE_SIZE = 200_000
 # Rows in the first page of each partition scan: a range query's first byte waits for the first page of every
@@ -197,8 +200,16 @@ class CassandraStore:
             loners.append(self._insert_latest_day.bind((device_id, day + DATE_EPOCH_OFFSET, ts_ms * 1000)))
         calls.extend(self._replica_batches(loners))
         await gather_bounded(calls, self._in_flight)
+        self._count_partition_rows(by_bucket)
         for device_id, day in latest_written:
             self._remember_latest_day(device_id, day)
+
+    @staticmethod
+    def _count_partition_rows(by_bucket: dict[tuple[int, int], list[tuple[Any, ...]]]) -> None:
+        today = datetime.datetime.now(datetime.UTC).date()
+        for (day, bucket), rows in by_bucket.items():
+            label = relative_day(_EPOCH_DATE + datetime.timedelta(days=day), today)
+            PARTITION_ROWS.labels(label, str(bucket)).inc(len(rows))
 
     def _remember_latest_day(self, device_id: uuid.UUID, day: int) -> None:
         if self._latest_day.get(device_id, -(2**62)) < day:
@@ -208,7 +219,7 @@ class CassandraStore:
                 self._latest_day.popitem(last=False)
 
     def _call(self, statement: Any, params: Any) -> Callable[[], Any]:
-        return lambda: execute(self._session, statement, params, self._timeout)
+        return lambda: execute(self._session, statement, params, self._timeout, "write")
 
     def _batches(self, statement: PreparedStatement, rows: list[tuple[Any, ...]]) -> list[Callable[[], Any]]:
         return self._in_batches([statement.bind(row) for row in rows])
@@ -269,23 +280,24 @@ class CassandraStore:
     ) -> Pages:
         params = (device_id, _wire_date(day), start_ms, end_ms)
         order = uuid_order_key(device_id)
-        async with contextlib.aclosing(pages(self._session, self._scan_device, params, self._timeout)) as scan:
+        scan_pages = pages(self._session, self._scan_device, params, self._timeout, kind="device_scan")
+        async with contextlib.aclosing(scan_pages) as scan:
             async for page in scan:
                 yield [(ts, order, device_id, temperature, pressure) for ts, temperature, pressure in page]
 
     async def latest(self, device_id: uuid.UUID) -> StoredRow | None:
-        found = await execute(self._session, self._latest_day_of, (device_id,), self._timeout)
+        found = await execute(self._session, self._latest_day_of, (device_id,), self._timeout, "latest")
         if not found or found[0][0] is None:
             return None
         wire_day = found[0][0].days_from_epoch + DATE_EPOCH_OFFSET
-        rows = await execute(self._session, self._newest_of_day, (device_id, wire_day), self._timeout)
+        rows = await execute(self._session, self._newest_of_day, (device_id, wire_day), self._timeout, "latest")
         if not rows:
             return None
         ts, temperature, pressure = rows[0]
         return (ts, uuid_order_key(device_id), device_id, temperature, pressure)
 
     async def ping(self) -> None:
-        await execute(self._session, self._ping, None, self._timeout)
+        await execute(self._session, self._ping, None, self._timeout, "ping")
 
 
 @contextlib.asynccontextmanager
