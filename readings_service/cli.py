@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -57,9 +58,15 @@ def run_serve(settings: Settings) -> None:
     from readings_service.store.cassandra import open_store
 
     app = create_app(settings, open_store)
-    web.run_app(app, host=settings.http.host, port=settings.http.port, handler_cancellation=True,
-                shutdown_timeout=settings.http.shutdown_timeout_s, access_log=None,
-                print=lambda text: logging.getLogger("readings_service").info("%s", text.strip()))
+    try:
+        web.run_app(app, host=settings.http.host, port=settings.http.port, handler_cancellation=True,
+                    shutdown_timeout=settings.http.shutdown_timeout_s, access_log=None,
+                    print=lambda text: logging.getLogger("readings_service").info("%s", text.strip()))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        sys.exit(f"readings-service: cannot listen on {settings.http.host}:{settings.http.port}: "
+                 "the address is already in use")
 
 
 def run_schema(settings: Settings, action: str) -> None:

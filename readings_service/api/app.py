@@ -17,12 +17,13 @@ from readings_service.api.admission import Admission
 from readings_service.api.bodies import parse_flag, read_body
 from readings_service.api.params import parse_range
 from readings_service.api.problems import problems_middleware
+from readings_service.api.shutdown import Shutdown
 from readings_service.api.streaming import stream_ndjson
 from readings_service.config import Settings
 from readings_service.core.ingest import ACCEPTED_TYPES, media_type, parse_body
 from readings_service.core.ndjson import row_object
 from readings_service.core.ranges import device_chunks, range_chunks, take
-from readings_service.core.store import ReadingStore
+from readings_service.core.store import Pages, ReadingStore
 from readings_service.core.timestamps import latest_accepted_ms
 from readings_service.errors import (
     BadRequest,
@@ -37,6 +38,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", ReadingStore)
 INGEST_SLOTS = web.AppKey("ingest_slots", Admission)
 STREAM_SLOTS = web.AppKey("stream_slots", Admission)
+SHUTDOWN = web.AppKey("shutdown", Shutdown)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -98,7 +100,11 @@ async def get_readings(request: web.Request) -> web.StreamResponse:
                         max_limit=settings.query.max_limit)
     async with request.app[STREAM_SLOTS].slot():
         chunks = range_chunks(request.app[STORE], query, settings.storage.buckets, settings.query.day_lookahead)
-        return await stream_ndjson(request, take(chunks, query.limit), settings.query.chunk_bytes)
+        return await _send_chunks(request, take(chunks, query.limit))
+
+
+async def _send_chunks(request: web.Request, chunks: Pages) -> web.StreamResponse:
+    return await stream_ndjson(request, chunks, request.app[SETTINGS].query.chunk_bytes, request.app[SHUTDOWN])
 
 
 def device_id_of(request: web.Request) -> uuid.UUID:
@@ -117,7 +123,7 @@ async def get_device_readings(request: web.Request) -> web.StreamResponse:
                         max_limit=settings.query.max_limit)
     async with request.app[STREAM_SLOTS].slot():
         chunks = device_chunks(request.app[STORE], device_id, query)
-        return await stream_ndjson(request, take(chunks, query.limit), settings.query.chunk_bytes)
+        return await _send_chunks(request, take(chunks, query.limit))
 
 
 async def get_latest(request: web.Request) -> web.Response:
@@ -146,6 +152,9 @@ def create_app(settings: Settings, open_store: StoreOpener) -> web.Application:
             yield
 
     app.cleanup_ctx.append(store_ctx)
+    app[SHUTDOWN] = shutdown = Shutdown(settings.http.shutdown_timeout_s)
+    app.on_shutdown.append(shutdown.on_shutdown)
+    app.on_cleanup.append(shutdown.on_cleanup)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import socket
 
 from aiohttp import web
 
 from readings_service.api.access_log import BYTES_SENT, PREPARED_STATUS, ROWS
+from readings_service.api.shutdown import Shutdown
 from readings_service.core.ndjson import encode_line, encode_rows
 from readings_service.core.store import Pages, StoredRow
 from readings_service.errors import ServiceError
@@ -16,10 +19,14 @@ from readings_service.metrics import BYTES_STREAMED, ROWS_STREAMED, STREAMS_OPEN
 log = logging.getLogger("readings_service")
 
 NDJSON_TYPE = "application/x-ndjson"
+# The kernel's send buffer of a streaming connection. Left to autotuning it grows to megabytes per slow client;
+# bounded, memory stays bounded and a cut stream's error line reaches a reading client within CUT_FLUSH_S.
+STREAM_SEND_BUFFER = 256 * 1024
+CUT_FLUSH_S = 1.0
 
 
 async def stream_ndjson(
-    request: web.Request, chunks: Pages, chunk_bytes: int
+    request: web.Request, chunks: Pages, chunk_bytes: int, shutdown: Shutdown
 ) -> web.StreamResponse:
     """Send chunks as NDJSON while they are read; the first chunk is awaited before headers go out.
 
@@ -29,9 +36,17 @@ async def stream_ndjson(
     """
     STREAMS_OPEN.inc()
     try:
-        return await _stream(request, chunks, chunk_bytes)
+        with shutdown.stream():
+            return await _stream(request, chunks, chunk_bytes, shutdown)
     finally:
         STREAMS_OPEN.dec()
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
 
 
 class _Sender:
@@ -61,11 +76,12 @@ class _Sender:
         BYTES_STREAMED.inc(len(data))
 
 
-async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int) -> web.StreamResponse:
+async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int, shutdown: Shutdown) -> web.StreamResponse:
     async with contextlib.aclosing(chunks):
         first = await anext(chunks, None)
         response = web.StreamResponse(headers={"Content-Type": NDJSON_TYPE, "Cache-Control": "no-store"})
         response.enable_chunked_encoding()
+        _bound_send_buffer(request)
         await response.prepare(request)
         request[PREPARED_STATUS] = response.status
         sender = _Sender(request, response)
@@ -84,6 +100,10 @@ async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int) -> web.
             return response
         except ConnectionResetError:
             raise  # the client went away: closing `chunks` stops the paging
+        except asyncio.CancelledError:
+            if shutdown.draining:  # cut at the shutdown deadline, not by the client: say so in the stream
+                await _cut_with_error(request, response, 503, "the service is shutting down; the stream was cut")
+            raise
         except Exception as error:
             log.exception("query failed after streaming began")
             await _cut_with_error(request, response, 500, f"{type(error).__name__}: {error}")
@@ -93,8 +113,14 @@ async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int) -> web.
 
 
 async def _cut_with_error(request: web.Request, response: web.StreamResponse, status: int, detail: str) -> None:
-    with contextlib.suppress(ConnectionError):
-        await response.write(encode_line({"error": {"status": status, "detail": detail}}))
+    """Write the error line, give it up to CUT_FLUSH_S to leave, then close without the terminating chunk."""
     transport = request.transport
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        async with asyncio.timeout(CUT_FLUSH_S):  # a client that reads nothing must not hold the cut up
+            await response.write(encode_line({"error": {"status": status, "detail": detail}}))
+            for _ in range(int(CUT_FLUSH_S / 0.01)):
+                if transport is None or transport.get_write_buffer_size() == 0:
+                    break
+                await asyncio.sleep(0.01)
     if transport is not None:
-        transport.close()  # flushes the error line, never sends the terminating chunk
+        transport.close()  # flushes what is left, never sends the terminating chunk
