@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from readings_service.api.problems import internal_detail
 from readings_service.core.ndjson import encode_line, encode_rows
 from readings_service.core.store import Pages
 from readings_service.errors import ServiceError
@@ -59,7 +60,7 @@ async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int) -> web.
             raise  # the client went away: closing `chunks` stops the paging
         except Exception as error:
             log.exception("query failed after streaming began")
-            await _cut_with_error(request, response, 500, f"{type(error).__name__}: {error}")
+            await _cut_with_error(request, response, 500, internal_detail(error))
             return response
         await response.write_eof()
         return response
