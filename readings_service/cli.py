@@ -8,13 +8,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
-from readings_service.config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings
+from readings_service.config import CONFIG_PATH_ENV, ConfigError, LoadedSettings, Settings, config_path, load, render
 from readings_service.errors import LayoutMismatch, ServiceError
-
-DEFAULT_CONFIG = Path("config.toml")
-
 
 # The operator tools, imported only when one of them runs: serving never loads them (or rich).
 OPS_COMMANDS = {
@@ -28,10 +26,15 @@ def build_parser(with_ops: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="readings-service", description="IoT readings in Cassandra, served over HTTP."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--config", type=Path, default=None,
-                        help=f"configuration file (default: ${CONFIG_PATH_ENV} or ./config.toml)")
+                        help=f"configuration file (default: ${CONFIG_PATH_ENV}, else ./config.toml if it exists, "
+                             "else the built-in defaults)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP service")
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_commands.add_parser("show", help="print the effective configuration and where each value came from")
     schema = commands.add_parser("schema", help="manage the Cassandra schema")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     schema_commands.add_parser("apply", help="create keyspace and tables (idempotent), record the bucket count")
@@ -46,9 +49,15 @@ def build_parser(with_ops: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    path = args.config or Path(os.environ.get(CONFIG_PATH_ENV, DEFAULT_CONFIG))
-    return load_settings(path, os.environ)
+def _version() -> str:
+    try:
+        return metadata.version("readings-service")
+    except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
+def config_from(args: argparse.Namespace) -> LoadedSettings:
+    return load(config_path(args.config, os.environ), os.environ)
 
 
 def run_serve(settings: Settings) -> None:
@@ -98,8 +107,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         ops_commands.run_generate(args)
         return
     try:
-        settings = settings_from(args)
-        if args.command == "serve":
+        loaded = config_from(args)
+        settings = loaded.settings
+        if args.command == "config":
+            print(render(loaded), end="")
+        elif args.command == "serve":
             run_serve(settings)
         elif args.command == "schema":
             run_schema(settings, args.schema_command)

@@ -1,8 +1,10 @@
-"""Settings: a TOML file plus READINGS_<SECTION>_<KEY> environment overrides, validated once into frozen dataclasses."""
+"""Settings: defaults, a TOML file, then READINGS_<SECTION>_<KEY> environment overrides, validated once into frozen
+dataclasses. The defaults are the values config.toml documents."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 import types
@@ -13,6 +15,9 @@ from typing import Any, get_type_hints
 
 ENV_PREFIX = "READINGS_"
 CONFIG_PATH_ENV = "READINGS_CONFIG"
+# Read when neither --config nor READINGS_CONFIG names a file, if it exists in the working directory.
+DEFAULT_PATH = Path("config.toml")
+DEFAULT = "default"
 CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 REPLICATION_CLASSES = ("SimpleStrategy", "NetworkTopologyStrategy")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
@@ -46,72 +51,102 @@ def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
-def _check(rule: Callable[[Any], str | None]) -> Any:
-    return field(metadata={"check": rule})
+def _setting(default: Any, rule: Callable[[Any], str | None]) -> Any:
+    return field(default=default, metadata={"check": rule})
 
 
 @dataclass(frozen=True, slots=True)
 class CassandraSettings:
-    contact_points: tuple[str, ...] = _check(_non_empty)
-    port: int = _check(_between(1, 65535))
-    keyspace: str = _check(_identifier)
-    replication_class: str = _check(_one_of(REPLICATION_CLASSES))
-    replication_factor: int = _check(_between(1, 9))
-    local_dc: str = _check(_non_empty)
-    read_consistency: str = _check(_one_of(CONSISTENCY_LEVELS))
-    write_consistency: str = _check(_one_of(CONSISTENCY_LEVELS))
-    request_timeout_s: float = _check(_positive)
-    connect_timeout_s: float = _check(_positive)
-    fetch_size: int = _check(_between(10, 100_000))
-    protocol_version: int = _check(_between(4, 5))
-    max_retries: int = _check(_between(0, 10))
-    reconnect_interval_s: float = _check(_positive)
+    contact_points: tuple[str, ...] = _setting(("127.0.0.1",), _non_empty)
+    port: int = _setting(9042, _between(1, 65535))
+    keyspace: str = _setting("readings", _identifier)
+    replication_class: str = _setting("SimpleStrategy", _one_of(REPLICATION_CLASSES))
+    replication_factor: int = _setting(1, _between(1, 9))
+    local_dc: str = _setting("datacenter1", _non_empty)
+    read_consistency: str = _setting("LOCAL_QUORUM", _one_of(CONSISTENCY_LEVELS))
+    write_consistency: str = _setting("LOCAL_QUORUM", _one_of(CONSISTENCY_LEVELS))
+    request_timeout_s: float = _setting(10.0, _positive)
+    connect_timeout_s: float = _setting(10.0, _positive)
+    fetch_size: int = _setting(2000, _between(10, 100_000))
+    protocol_version: int = _setting(4, _between(4, 5))
+    max_retries: int = _setting(2, _between(0, 10))
+    reconnect_interval_s: float = _setting(0.5, _positive)
 
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
-    buckets: int = _check(_between(1, 1024))
+    buckets: int = _setting(16, _between(1, 1024))
 
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
-    max_body_bytes: int = _check(_positive)
-    max_items: int = _check(_positive)
-    max_future_skew_s: int = _check(_not_negative)
-    batch_rows: int = _check(_between(1, 1000))
-    max_in_flight: int = _check(_between(1, 4096))
-    max_concurrent_requests: int = _check(_between(1, 100_000))
+    max_body_bytes: int = _setting(16 * 1024 * 1024, _positive)
+    max_items: int = _setting(10_000, _positive)
+    max_future_skew_s: int = _setting(300, _not_negative)
+    batch_rows: int = _setting(40, _between(1, 1000))
+    max_in_flight: int = _setting(64, _between(1, 4096))
+    max_concurrent_requests: int = _setting(32, _between(1, 100_000))
 
 
 @dataclass(frozen=True, slots=True)
 class QuerySettings:
-    max_range_days: int = _check(_between(1, 3660))
-    max_limit: int = _check(_not_negative)
-    day_lookahead: int = _check(_between(0, 31))
-    chunk_bytes: int = _check(_between(512, 16 * 1024 * 1024))
-    max_concurrent_streams: int = _check(_between(1, 100_000))
+    max_range_days: int = _setting(31, _between(1, 3660))
+    max_limit: int = _setting(0, _not_negative)
+    day_lookahead: int = _setting(1, _between(0, 31))
+    chunk_bytes: int = _setting(64 * 1024, _between(512, 16 * 1024 * 1024))
+    max_concurrent_streams: int = _setting(16, _between(1, 100_000))
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
-    host: str = _check(_non_empty)
-    port: int = _check(_between(0, 65535))
-    shutdown_timeout_s: float = _check(_not_negative)
-    queue_timeout_s: float = _check(_not_negative)
-    access_log: str = _check(_one_of(("text", "json", "off")))
+    host: str = _setting("127.0.0.1", _non_empty)
+    port: int = _setting(8080, _between(0, 65535))
+    shutdown_timeout_s: float = _setting(30.0, _not_negative)
+    queue_timeout_s: float = _setting(1.0, _not_negative)
+    access_log: str = _setting("text", _one_of(("text", "json", "off")))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    cassandra: CassandraSettings
-    storage: StorageSettings
-    ingest: IngestSettings
-    query: QuerySettings
-    http: HttpSettings
+    cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
 
-def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
-    """Read `path`, apply READINGS_* overrides from `environ`, validate everything or raise ConfigError."""
+@dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    """Settings with the origin of every value: "default", the file's path, or the READINGS_* variable."""
+
+    settings: Settings
+    origins: Mapping[str, str]  # "section.key" -> origin
+    path: Path | None  # the file read, None when there was none
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The file to read: `explicit` (--config), else $READINGS_CONFIG, else ./config.toml if it exists, else None.
+
+    A file named by --config or READINGS_CONFIG must exist (load_settings says so if not); an empty
+    READINGS_CONFIG counts as unset.
+    """
+    if explicit is not None:
+        return explicit
+    named = environ.get(CONFIG_PATH_ENV)
+    if named:
+        return Path(named)
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read `path` (defaults alone if None), apply READINGS_* overrides, validate everything or raise ConfigError."""
+    return load(path, environ).settings
+
+
+def load(path: Path | None, environ: Mapping[str, str]) -> LoadedSettings:
+    """load_settings, also telling where each value came from."""
+    if path is None:
+        return _resolve({}, environ, source="defaults", path=None)
     try:
         with path.open("rb") as file:
             document = tomllib.load(file)
@@ -121,14 +156,19 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    return settings_from_document(document, environ, source=str(path))
+    return _resolve(document, environ, source=str(path), path=path)
 
 
 def settings_from_document(document: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Settings:
-    """Build Settings from a parsed TOML document and environment overrides."""
+    """Build Settings from a parsed TOML document and environment overrides; keys it lacks take their defaults."""
+    return _resolve(document, environ, source, path=None).settings
+
+
+def _resolve(document: Mapping[str, Any], environ: Mapping[str, str], source: str, path: Path | None) -> LoadedSettings:
     sections: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     hints = get_type_hints(Settings)
-    known_env = {ENV_PREFIX + f"{name}_{f.name}".upper() for name, cls in hints.items() for f in _fields(cls)}
+    known_env = {_env_name(name, f) for name, cls in hints.items() for f in dataclasses.fields(cls)}
     for key in sorted(environ):
         if key.startswith(ENV_PREFIX) and key not in known_env and key != CONFIG_PATH_ENV:
             raise ConfigError(f"environment variable {key} names no setting")
@@ -139,39 +179,45 @@ def settings_from_document(document: Mapping[str, Any], environ: Mapping[str, st
         table = document.get(name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
-        sections[name] = _build_section(name, cls, table, environ, source)
-    return Settings(**sections)
+        sections[name] = _build_section(name, cls, table, environ, source, origins)
+    return LoadedSettings(Settings(**sections), origins, path)
 
 
-def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(cls)
+def _env_name(section: str, f: dataclasses.Field[Any]) -> str:
+    return f"{ENV_PREFIX}{section}_{f.name}".upper()
 
 
 def _build_section(
-    section: str, cls: type, table: Mapping[str, Any], environ: Mapping[str, str], source: str
+    section: str, cls: type, table: Mapping[str, Any], environ: Mapping[str, str], source: str,
+    origins: dict[str, str],
 ) -> Any:
     hints = get_type_hints(cls)
-    names = {f.name for f in _fields(cls)}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
     for key in table:
         if key not in names:
             raise ConfigError(f"{source}: unknown key {section}.{key}")
     values: dict[str, Any] = {}
-    for f in _fields(cls):
-        env_name = f"{ENV_PREFIX}{section}_{f.name}".upper()
+    for f in fields:
+        env_name = _env_name(section, f)
         where = f"{section}.{f.name}"
         if env_name in environ:
             raw: Any = environ[env_name]
-            value = _from_env(hints[f.name], raw, f"{env_name}")
-            where = env_name
+            value = _from_env(hints[f.name], raw, env_name)
+            origin = where = env_name
         elif f.name in table:
             raw = table[f.name]
             value = _from_toml(hints[f.name], raw, f"{source}: {where}")
+            origin = source
         else:
-            raise ConfigError(f"{source}: missing key {where}")
+            values[f.name] = f.default
+            origins[f"{section}.{f.name}"] = DEFAULT
+            continue
         problem = f.metadata["check"](value)
         if problem is not None:
             raise ConfigError(f"{where} = {raw!r} {problem}")
         values[f.name] = value
+        origins[f"{section}.{f.name}"] = origin
     return cls(**values)
 
 
@@ -200,3 +246,28 @@ def _from_env(kind: Any, raw: str, where: str) -> Any:
 
 def _is_str_tuple(kind: Any) -> bool:
     return isinstance(kind, types.GenericAlias) and kind.__origin__ is tuple
+
+
+def render(loaded: LoadedSettings) -> str:
+    """The settings as TOML (it parses back to the same values), each value followed by its origin as a comment."""
+    lines = [f"# readings-service configuration in effect; file: {loaded.path or 'none (defaults)'}"]
+    rows: list[tuple[str, str]] = []
+    for name in get_type_hints(Settings):
+        section = getattr(loaded.settings, name)
+        rows.append(("", ""))
+        rows.append((f"[{name}]", ""))
+        rows.extend(
+            (f"{f.name} = {_toml_value(getattr(section, f.name))}", loaded.origins[f"{name}.{f.name}"])
+            for f in dataclasses.fields(section)
+        )
+    width = max(len(text) for text, origin in rows if origin)
+    lines.extend(f"{text:<{width}}  # {origin}" if origin else text for text, origin in rows)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)

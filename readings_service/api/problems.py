@@ -23,9 +23,17 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON)
 
 
+def internal_detail(error: Exception) -> str:
+    """What a client is told of an unexpected error: its type only, as the message may hold hosts, queries, paths."""
+    return f"unexpected {type(error).__name__}; the service logged the details"
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map ServiceError and aiohttp's own HTTP errors to problem+json; never once a stream has started."""
+    """Map ServiceError, aiohttp's own HTTP errors and any other exception to problem+json.
+
+    Never once bytes of a response have gone out: streams end their own way (api.streaming).
+    """
     try:
         return await handler(request)
     except ServiceError as error:
@@ -37,3 +45,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if error.status < 400:
             raise
         return problem(error.status, error.reason, error.text or error.reason)
+    except ConnectionResetError:
+        raise  # the client went away: there is no one to answer
+    except Exception as error:
+        if request.writer.output_size > 0:
+            raise  # aiohttp closes the connection; a second response cannot follow the first
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return problem(500, "Internal error", internal_detail(error))

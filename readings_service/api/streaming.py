@@ -10,6 +10,7 @@ import socket
 from aiohttp import web
 
 from readings_service.api.access_log import BYTES_SENT, PREPARED_STATUS, ROWS
+from readings_service.api.problems import internal_detail
 from readings_service.api.shutdown import Shutdown
 from readings_service.core.ndjson import encode_line, encode_rows
 from readings_service.core.store import Pages, StoredRow
@@ -106,7 +107,7 @@ async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int, shutdow
             raise
         except Exception as error:
             log.exception("query failed after streaming began")
-            await _cut_with_error(request, response, 500, f"{type(error).__name__}: {error}")
+            await _cut_with_error(request, response, 500, internal_detail(error))
             return response
         await response.write_eof()
         return response

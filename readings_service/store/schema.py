@@ -97,14 +97,15 @@ def recorded_buckets(session: Any, keyspace: str) -> int | None:
 
 def check_layout(session: Any, keyspace: str, buckets: int) -> None:
     """Raise LayoutMismatch unless the keyspace exists with `buckets` recorded."""
+    from cassandra import InvalidRequest
+
     try:
         recorded = recorded_buckets(session, keyspace)
-    except Exception as error:
-        if "unconfigured table" in str(error) or "does not exist" in str(error):
-            raise LayoutMismatch(
-                f"keyspace {keyspace} has no schema yet: run `readings-service schema apply` first"
-            ) from None
-        raise
+    except InvalidRequest:
+        # The query is fixed and valid, so the server rejects it only for a missing keyspace or layout table.
+        raise LayoutMismatch(
+            f"keyspace {keyspace} has no schema yet: run `readings-service schema apply` first"
+        ) from None
     if recorded is None:
         raise LayoutMismatch(f"keyspace {keyspace} records no bucket count: run `readings-service schema apply`")
     if recorded != buckets:

@@ -85,6 +85,18 @@ class TestBucketGuard:
         with pytest.raises(LayoutMismatch, match=r"storage\.buckets = 16 but .* laid out with 8 buckets"):
             check_layout(cassandra_session, KEYSPACE, 16)
 
+    @pytest.mark.parametrize("keyspace_exists", [False, True])
+    def test_check_names_a_missing_schema(self, cassandra_session: Any, keyspace_exists: bool) -> None:
+        """No keyspace, or a keyspace without the layout table, is a LayoutMismatch that says to apply."""
+        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {EMPTY_KEYSPACE}", timeout=120)
+        if keyspace_exists:
+            cassandra_session.execute(
+                f"CREATE KEYSPACE {EMPTY_KEYSPACE} WITH replication = "
+                "{'class': 'SimpleStrategy', 'replication_factor': 1}", timeout=120
+            )
+        with pytest.raises(LayoutMismatch, match=f"keyspace {EMPTY_KEYSPACE} has no schema yet"):
+            check_layout(cassandra_session, EMPTY_KEYSPACE, 16)
+
     def test_serve_refuses_to_start(self, cassandra_session: Any) -> None:
         """`serve` exits non-zero with a clear message, no traceback, when the counts differ."""
         fresh_keyspace(cassandra_session, settings_for(KEYSPACE, storage={"buckets": 8}))
