@@ -38,6 +38,10 @@ def service_on(node: LocalCluster, log_dir: Path, keyspace: str) -> Service:
     return service
 
 
+def new_report() -> dict[str, list[float]]:
+    return {"down_at": [], "recovery_s": [], "statuses_while_down": [], "ready_while_down": []}
+
+
 async def ingest_with_kills(node: LocalCluster, service: Service, kills: int, writers: int,
                             report: dict[str, list[float]]) -> Tally:
     """Writers post without pause; the node is killed `kills` times at random moments and started again."""
@@ -54,6 +58,7 @@ async def ingest_with_kills(node: LocalCluster, service: Service, kills: int, wr
                 await asyncio.to_thread(node.kill, 1)
                 report["down_at"].append(time.monotonic())
                 await asyncio.sleep(rng.uniform(0.5, 1.5))
+                report["ready_while_down"].append(float(await _get_status(service.url + "/ready")))
                 ok_before = len(tally.ok_times)
                 statuses_while_down = dict(tally.statuses)
                 answering = await asyncio.to_thread(node.restart, 1)
@@ -73,7 +78,7 @@ class TestKillDuringIngest:
     def test_nothing_acknowledged_is_lost(self, node: LocalCluster, tmp_path: Path) -> None:
         """Three kill -9s during ingest from 4 writers: only 200 or 503 + Retry-After, fast recovery, 0 lost."""
         keyspace = f"faults_kill_{int(time.time())}"
-        report: dict[str, list[float]] = {"down_at": [], "recovery_s": [], "statuses_while_down": []}
+        report = new_report()
         with service_on(node, tmp_path, keyspace) as service:
             tally = asyncio.run(ingest_with_kills(node, service, kills=3, writers=4, report=report))
             ready = asyncio.run(_get_status(service.url + "/ready"))
@@ -93,12 +98,13 @@ class TestKillDuringIngest:
         assert 0 == len(lost)
         assert all(seconds <= RECOVERY_S for seconds in report["recovery_s"]), report["recovery_s"]
         assert 200 == ready
+        assert [503.0] * 3 == report["ready_while_down"]
         assert "Traceback" not in log
 
     def test_keyspace_survives_kill_right_after_schema_apply(self, node: LocalCluster, tmp_path: Path) -> None:
         """A kill -9 seconds after `schema apply` keeps the new keyspace and what was acknowledged in it."""
         keyspace = f"faults_schema_{int(time.time())}"
-        report: dict[str, list[float]] = {"down_at": [], "recovery_s": [], "statuses_while_down": []}
+        report = new_report()
         with service_on(node, tmp_path, keyspace) as service:
             tally = asyncio.run(ingest_with_kills(node, service, kills=1, writers=2, report=report))
         with driver_session(node.addresses, "ONE") as session:
