@@ -106,6 +106,20 @@ class HttpSettings:
     access_log: str = _setting("text", _one_of(("text", "json", "off")))
 
 
+def _any(value: Any) -> str | None:
+    return None
+
+
+def _refresh_interval(value: Any) -> str | None:
+    return None if 0.1 <= value <= 3600 else "must be between 0.1 and 3600"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    required: bool = _setting(True, _any)
+    refresh_interval_s: float = _setting(2.0, _refresh_interval)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
@@ -113,6 +127,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +253,11 @@ def _from_env(kind: Any, raw: str, where: str) -> Any:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if kind is str:
         return raw
+    if kind is bool:  # bool("false") is True: only these words count
+        words = {"true": True, "1": True, "false": False, "0": False}
+        if raw.strip().lower() not in words:
+            raise ConfigError(f"{where} = {raw!r} must be true or false (or 1 or 0)")
+        return words[raw.strip().lower()]
     try:
         return kind(raw)
     except ValueError:
@@ -266,6 +286,8 @@ def render(loaded: LoadedSettings) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, str):

@@ -126,6 +126,51 @@ class TestRender:
         assert fields == set(origins)
 
 
+class TestAuth:
+    def test_shipped_defaults(self) -> None:
+        """Authentication is required by default; tokens are re-read every 2 s."""
+        settings = load_settings(ROOT / "config.toml", {})
+        assert settings.auth.required is True
+        assert 2.0 == settings.auth.refresh_interval_s
+
+    def test_section_may_be_left_out(self, tmp_path: Path) -> None:
+        """Without [auth] in the file, its defaults apply."""
+        path = tmp_path / "c.toml"
+        text = (ROOT / "config.toml").read_text()
+        path.write_text(text[: text.index("[auth]")])
+        settings = load_settings(path, {})
+        assert (True, 2.0) == (settings.auth.required, settings.auth.refresh_interval_s)
+
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [("false", False), ("FALSE", False), ("0", False), ("true", True), ("True", True), ("1", True)],
+    )
+    def test_boolean_environment_values(self, raw: str, expected: bool) -> None:
+        """Booleans from the environment are true/false/1/0, any case."""
+        settings = load_settings(ROOT / "config.toml", {"READINGS_AUTH_REQUIRED": raw})
+        assert expected is settings.auth.required
+
+    @pytest.mark.parametrize("raw", ["yes", "no", "off", "", "2"])
+    def test_other_boolean_words_are_refused(self, raw: str) -> None:
+        """Anything else is refused naming the variable (bool("false") would have been True)."""
+        with pytest.raises(ConfigError) as caught:
+            load_settings(ROOT / "config.toml", {"READINGS_AUTH_REQUIRED": raw})
+        assert f"READINGS_AUTH_REQUIRED = {raw!r} must be true or false (or 1 or 0)" == str(caught.value)
+
+    @pytest.mark.parametrize("value", ['"false"', "0", "1"])
+    def test_toml_booleans_must_be_booleans(self, tmp_path: Path, value: str) -> None:
+        """In the file, only a TOML boolean will do."""
+        path = tmp_path / "c.toml"
+        path.write_text((ROOT / "config.toml").read_text().replace("required = true", f"required = {value}"))
+        with pytest.raises(ConfigError, match=r"auth\.required = .* must be of type bool"):
+            load_settings(path, {})
+
+    def test_refresh_interval_bounds(self) -> None:
+        """The refresh interval is a number of seconds between 0.1 and 3600."""
+        with pytest.raises(ConfigError, match=r"READINGS_AUTH_REFRESH_INTERVAL_S = .0. must be between 0\.1 and 3600"):
+            load_settings(ROOT / "config.toml", {"READINGS_AUTH_REFRESH_INTERVAL_S": "0"})
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ("env", "expected"),
