@@ -17,6 +17,10 @@ class ServiceError(Exception):
         self.detail = detail
         self.extra = extra
 
+    def headers(self) -> dict[str, str]:
+        """Response headers this error adds to its problem+json answer."""
+        return {}
+
 
 class BadRequest(ServiceError):
     """The request itself is malformed: unparseable body or parameters."""
@@ -33,6 +37,44 @@ class InvalidReadings(ServiceError):
 
     def __init__(self, detail: str, problems: Sequence[dict[str, Any]]) -> None:
         super().__init__(detail, problems=list(problems))
+
+
+class Unauthorized(ServiceError):
+    """No valid token: none was given, or the one given is unknown or revoked (`invalid_token`)."""
+
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, invalid_token: bool) -> None:
+        super().__init__(detail)
+        self.invalid_token = invalid_token
+
+    def headers(self) -> dict[str, str]:
+        # RFC 6750: no error code when the request carried no token at all.
+        error = ', error="invalid_token"' if self.invalid_token else ""
+        return {"WWW-Authenticate": f'Bearer realm="readings-service"{error}'}
+
+
+class Forbidden(ServiceError):
+    """A valid token without the scope the request needs."""
+
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self, detail: str, scope: str) -> None:
+        super().__init__(detail, required_scope=scope)
+        self.scope = scope
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer realm="readings-service", error="insufficient_scope", '
+                                    f'scope="{self.scope}"'}
+
+
+class Conflict(ServiceError):
+    """The thing to create exists already."""
+
+    status = 409
+    title = "Conflict"
 
 
 class TooLarge(ServiceError):

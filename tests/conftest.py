@@ -39,8 +39,12 @@ TEST_KEYSPACE = run_keyspace("readings_test")
 
 
 def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
-    """The project's config.toml pointed at a test keyspace, with per-section field overrides."""
+    """The project's config.toml pointed at a test keyspace, with per-section field overrides.
+
+    Authentication is off unless `auth` overrides say otherwise: only the auth tests exercise it.
+    """
     base = load_settings(ROOT / "config.toml", {})
+    sections["auth"] = {"required": False} | sections.get("auth", {})
     cassandra = dataclasses.replace(base.cassandra, keyspace=keyspace, **sections.pop("cassandra", {}))
     replaced = {name: dataclasses.replace(getattr(base, name), **fields) for name, fields in sections.items()}
     return dataclasses.replace(base, cassandra=cassandra, **replaced)
@@ -128,3 +132,26 @@ async def client(
 def env_without_readings() -> dict[str, str]:
     """The environment minus READINGS_* variables, for subprocess tests."""
     return {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
+
+
+class MemoryTokens:
+    """A TokenStore in a dict, for HTTP-layer unit tests (the Cassandra one is tested against the real node)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Any] = {}
+
+    async def tokens(self) -> list[Any]:
+        return list(self.records.values())
+
+    async def add(self, record: Any) -> bool:
+        return self.records.setdefault(record.name, record) is record
+
+    async def revoke(self, name: str) -> bool:
+        return self.records.pop(name, None) is not None
+
+    def opener(self) -> Callable[[Settings], contextlib.AbstractAsyncContextManager[Any]]:
+        @contextlib.asynccontextmanager
+        async def open_tokens(settings: Settings) -> AsyncIterator[Any]:
+            yield self
+
+        return open_tokens
