@@ -46,6 +46,10 @@ for _outcome in ("accepted", "rejected"):
 for _kind in CASSANDRA_KINDS:
     CASSANDRA_REQUESTS.labels(_kind)
 QUERY_PATH.labels("python").set(1)
+AUTH_REJECTED = Counter("readings_auth_rejected", "Requests refused for want of a valid token (missing, invalid) "
+                        "or of its scope (scope)", ["reason"])
+for _reason in ("missing", "invalid", "scope"):
+    AUTH_REJECTED.labels(_reason)
 
 
 def relative_day(day: datetime.date, today: datetime.date) -> str:
@@ -68,6 +72,7 @@ EVENT_LOOP_TASKS = Gauge("readings_event_loop_tasks", "asyncio tasks alive in th
 EVENT_LOOP_TASKS.set_function(_tasks)
 
 __all__ = [
+    "AUTH_REJECTED",
     "BYTES_STREAMED",
     "CASSANDRA_DURATION",
     "CASSANDRA_ERRORS",

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from readings_service.api.access_log import access_log_middleware
 from readings_service.api.admission import Admission
+from readings_service.api.auth import TokenOpener, setup_auth
 from readings_service.api.bodies import parse_flag, read_body
 from readings_service.api.params import parse_range
 from readings_service.api.problems import problems_middleware
@@ -138,8 +139,11 @@ async def get_latest(request: web.Request) -> web.Response:
 StoreOpener = Callable[[Settings], contextlib.AbstractAsyncContextManager[ReadingStore]]
 
 
-def create_app(settings: Settings, open_store: StoreOpener) -> web.Application:
-    """The application; `open_store` is entered at start-up and left at shutdown."""
+def create_app(
+    settings: Settings, open_store: StoreOpener, open_tokens: TokenOpener | None = None
+) -> web.Application:
+    """The application; `open_store` (and `open_tokens`, needed when auth.required) is entered at start-up and
+    left at shutdown."""
     middlewares = [access_log_middleware(settings.http.access_log), problems_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=settings.ingest.max_body_bytes)
     app[SETTINGS] = settings
@@ -162,4 +166,5 @@ def create_app(settings: Settings, open_store: StoreOpener) -> web.Application:
     app.router.add_get("/readings", get_readings)
     app.router.add_get("/devices/{device_id}/readings", get_device_readings)
     app.router.add_get("/devices/{device_id}/latest", get_latest)
+    setup_auth(app, settings, open_tokens)
     return app

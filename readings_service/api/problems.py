@@ -40,6 +40,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem(error.status, error.title, error.detail, **error.extra)
         if isinstance(error, Unavailable):
             response.headers["Retry-After"] = str(error.retry_after_s)
+        response.headers.update(error.headers())
         return response
     except web.HTTPException as error:
         if error.status < 400:
