@@ -19,6 +19,7 @@ OPS_COMMANDS = {
     "generate": "write synthetic readings (NDJSON, JSON or CSV)",
     "load": "load files of readings into Cassandra",
     "verify": "check that a fixture's readings are stored",
+    "token": "manage API tokens (create, list, revoke, init)",
 }
 
 
@@ -65,8 +66,9 @@ def run_serve(settings: Settings) -> None:
 
     from readings_service.api.app import create_app
     from readings_service.store.cassandra import open_store
+    from readings_service.store.tokens import open_tokens
 
-    app = create_app(settings, open_store)
+    app = create_app(settings, open_store, open_tokens)
     try:
         web.run_app(app, host=settings.http.host, port=settings.http.port, handler_cancellation=True,
                     shutdown_timeout=settings.http.shutdown_timeout_s, access_log=None,
@@ -119,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(ops_commands.run_load(settings, args))
         elif args.command == "verify":
             sys.exit(ops_commands.run_verify(settings, args))
+        elif args.command == "token":
+            from readings_service.ops.tokens import run_token
+
+            sys.exit(run_token(settings, args))
     except ConfigError as error:
         sys.exit(f"readings-service: configuration error: {error}")
     except LayoutMismatch as error:

@@ -20,16 +20,18 @@ from readings_service.ops import sources
 from readings_service.ops.checkpoint import CheckpointError
 from readings_service.ops.load import LoadError, LoadOptions, LoadResult, default_rejects_path, load
 from readings_service.ops.progress import progress_for
+from readings_service.ops.tokens import add_token_parser
 from readings_service.ops.verify import Mismatch, VerifyCounts, verify
 
 # The driver (cassandra_store) and aiohttp's client (http_sink) are imported by the commands that use them.
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `generate`, `load` and `verify` subcommands."""
+    """Add the `generate`, `load`, `verify` and `token` subcommands."""
     add_generate_parser(commands)
     add_load_parser(commands)
     add_verify_parser(commands)
+    add_token_parser(commands)
 
 
 def _count(text: str) -> int:
@@ -89,6 +91,8 @@ def add_load_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     load.add_argument("--batch-rows", type=_positive, default=2000, metavar="N",
                       help="readings per batch (default: 2000)")
     load.add_argument("--url", help="post to the service at this base URL instead of writing to Cassandra")
+    load.add_argument("--token-file", type=Path, metavar="PATH",
+                      help="with --url: a file holding an API token with the ingest scope (kept out of argv)")
     load.add_argument("--strict", action="store_true",
                       help="stop at the first bad row, writing nothing of its batch (default: skip bad rows)")
     load.add_argument("--rejects", type=Path, metavar="PATH",
@@ -168,7 +172,8 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
         if args.url:
             from readings_service.ops.http_sink import open_http_sink
 
-            async with open_http_sink(args.url, settings.cassandra.request_timeout_s * 3) as sink:
+            token = args.token_file.read_text().strip() if args.token_file else None
+            async with open_http_sink(args.url, settings.cassandra.request_timeout_s * 3, token) as sink:
                 return await load(args.files, sink, options, progress)
         from readings_service.store.cassandra import open_store
 

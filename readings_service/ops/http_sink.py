@@ -19,9 +19,12 @@ _TRANSIENT = frozenset({429, 502, 503, 504})
 class HttpSink:
     """Writes a batch as one NDJSON request; 200 means the service's store acknowledged every reading."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None = None) -> None:
         self._session = session
         self._url = base_url.rstrip("/") + "/readings"
+        self._headers = {"Content-Type": NDJSON}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
 
     async def write(self, readings: Sequence[Reading]) -> None:
         if not readings:
@@ -33,7 +36,7 @@ class HttpSink:
             for r in readings
         ])
         try:
-            async with self._session.post(self._url, data=body, headers={"Content-Type": NDJSON}) as response:
+            async with self._session.post(self._url, data=body, headers=self._headers) as response:
                 if response.status == 200:
                     return
                 detail = _detail(await response.read())
@@ -54,7 +57,8 @@ def _detail(body: bytes) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_http_sink(base_url: str, timeout_s: float) -> AsyncIterator[HttpSink]:
-    """A sink on one client session (connections are reused across batches); `timeout_s` per request."""
+async def open_http_sink(base_url: str, timeout_s: float, token: str | None = None) -> AsyncIterator[HttpSink]:
+    """A sink on one client session (connections are reused across batches); `timeout_s` per request; `token`
+    is sent as `Authorization: Bearer`."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
-        yield HttpSink(session, base_url)
+        yield HttpSink(session, base_url, token)
