@@ -92,7 +92,8 @@ def service_process(settings: Settings) -> Iterator[tuple[str, int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
     env |= {"READINGS_CASSANDRA_KEYSPACE": settings.cassandra.keyspace, "READINGS_HTTP_PORT": str(port),
             "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets),
-            "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings.cassandra.contact_points)}
+            "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings.cassandra.contact_points),
+            "READINGS_AUTH_REQUIRED": "false"}
     process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "readings-service"), "serve"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

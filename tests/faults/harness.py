@@ -118,7 +118,8 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"service-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
-        env |= {"READINGS_CONFIG": str(ROOT / "config.toml"), "READINGS_HTTP_PORT": str(self.port)}
+        env |= {"READINGS_CONFIG": str(ROOT / "config.toml"), "READINGS_HTTP_PORT": str(self.port),
+                "READINGS_AUTH_REQUIRED": "false"}  # the fault tests measure storage, not authentication
         env |= {f"READINGS_{key.upper()}": value for key, value in settings.items()}
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
