@@ -38,7 +38,7 @@ class TestSchemaApply:
         """apply creates every table and records the bucket count."""
         settings = settings_for(KEYSPACE, storage={"buckets": 8})
         fresh_keyspace(cassandra_session, settings)
-        assert {"readings", "readings_by_device", "device_latest_day", "layout"} == tables_of(
+        assert {"readings", "readings_by_device", "device_latest_day", "layout", "api_tokens"} == tables_of(
             cassandra_session, KEYSPACE
         )
         assert 8 == recorded_buckets(cassandra_session, KEYSPACE)
