@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from readings_service.api.app import create_app
-from readings_service.config import Settings
+from readings_service.config import AuthSettings, Settings
 from readings_service.core.model import Reading
 from readings_service.core.store import After, Pages, StoredRow
 from readings_service.errors import StoreUnavailable
@@ -44,7 +44,7 @@ class BrokenStore:
 
 @pytest.fixture
 async def client(aiohttp_client: Any) -> Any:
-    return await aiohttp_client(create_app(Settings(), opener_of(BrokenStore())))
+    return await aiohttp_client(create_app(Settings(auth=AuthSettings(required=False)), opener_of(BrokenStore())))
 
 
 RANGE = "start=2026-06-01T00:00:00Z&end=2026-06-02T00:00:00Z"
