@@ -36,14 +36,22 @@ def run_keyspace(name: str) -> str:
 
 
 TEST_KEYSPACE = run_keyspace("readings_test")
+# The variables that point the tests at another cluster; every other READINGS_* variable is ignored.
+CLUSTER_VARIABLES = ("READINGS_CASSANDRA_CONTACT_POINTS", "READINGS_CASSANDRA_PORT", "READINGS_CASSANDRA_LOCAL_DC")
+
+
+def cluster_environment() -> dict[str, str]:
+    """The CLUSTER_VARIABLES that are set."""
+    return {name: os.environ[name] for name in CLUSTER_VARIABLES if name in os.environ}
 
 
 def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
-    """The project's config.toml pointed at a test keyspace, with per-section field overrides.
+    """The project's config.toml and the cluster variables, pointed at a test keyspace, with per-section field
+    overrides.
 
     Authentication is off unless `auth` overrides say otherwise: only the auth tests exercise it.
     """
-    base = load_settings(ROOT / "config.toml", {})
+    base = load_settings(ROOT / "config.toml", cluster_environment())
     sections["auth"] = {"required": False} | sections.get("auth", {})
     cassandra = dataclasses.replace(base.cassandra, keyspace=keyspace, **sections.pop("cassandra", {}))
     replaced = {name: dataclasses.replace(getattr(base, name), **fields) for name, fields in sections.items()}
@@ -59,7 +67,8 @@ def cassandra_session() -> Iterator[Any]:
     try:
         cluster, session = connect(settings.cassandra)
     except Exception as error:
-        pytest.fail(f"no Cassandra at {settings.cassandra.contact_points}: {error} (run scripts/cassandra start)")
+        where = f"{', '.join(settings.cassandra.contact_points)} port {settings.cassandra.port}"
+        pytest.fail(f"no Cassandra at {where}: {error} (run scripts/cassandra ensure)")
     yield session
     try:
         for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces"):
@@ -130,8 +139,8 @@ async def client(
 
 
 def env_without_readings() -> dict[str, str]:
-    """The environment minus READINGS_* variables, for subprocess tests."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
+    """The environment minus READINGS_* variables other than the cluster ones, for subprocess tests."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")} | cluster_environment()
 
 
 class MemoryTokens:

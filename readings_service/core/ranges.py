@@ -75,6 +75,7 @@ async def range_chunks(
     chunk is fetched in a task), so a day boundary does not stall the stream. Closing this generator cancels
     and closes every open day and with it every partition's paging.
     """
+    # Not aiostream's concat: under a CPU-bound consumer it opens a day only when the last ends (query-performance.md).
     pending: deque[tuple[Pages, asyncio.Task[list[StoredRow] | None]]] = deque()
     plans = deque(plan_days(request))
     try:

@@ -1,7 +1,10 @@
 """Bulk load: read inputs incrementally, validate each item like the API does, write batches with a bound in flight.
 
-Every write is an idempotent upsert, so resending a batch after an interruption changes nothing; the checkpoint
-only ever records batches that were acknowledged, in input order, so a restart from it loses nothing either.
+The batches flow through one aiostream pipeline, `stream.amap(batches, write, ordered=True, task_limit=N)`: at
+most N batches are being written (or wait, written, for an earlier one to be recorded), and they come out in input
+order, each once acknowledged. Every write is an idempotent upsert, so resending a batch after an interruption
+changes nothing; the checkpoint only ever records batches that were acknowledged, in input order, so a restart from
+it loses nothing either.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import contextlib
 import os
 import stat
 import uuid
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import orjson
+from aiostream import stream
 
 from readings_service.core.model import Problem, Reading, parse_reading
 from readings_service.core.timestamps import latest_accepted_ms
@@ -116,13 +119,12 @@ class _Batch:
     file_index: int = 0
     line: int = 0
     rows: int = 0
-
-
-@dataclass(slots=True)
-class _Flight:
-    batch: _Batch
-    keys: set[tuple[uuid.UUID, int]]
-    task: asyncio.Task[None]
+    keys: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    """The (device_id, ts) of its readings, once it is sent."""
+    after: list[asyncio.Event] = field(default_factory=list)
+    """The `settled` events of earlier batches still in flight that hold one of its keys."""
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when its write is over, acknowledged or not."""
 
 
 class _Stop(Exception):
@@ -160,7 +162,7 @@ class _Loader:
         self._acked = resume or Checkpoint(inputs)
         self._counts = Counts()
         self._batch = _Batch()
-        self._window: deque[_Flight] = deque()
+        self._sent: list[_Batch] = []  # batches sent whose write may not be over yet
         self._rejects_file: BinaryIO | None = None
         self._rejects_bytes = resume.rejects_bytes if resume else 0
         self._stopped: Rejected | None = None
@@ -168,36 +170,54 @@ class _Loader:
         self._shown = 0
         self._max_ts_ms = 0
         self._done_bytes = 0
-        self._submitted_rows = self._acked.rows
-        self._record_failure: Exception | None = None
+        self._sent_rows = self._acked.rows
+        self._source_error: SourceError | None = None
 
     async def run(self) -> None:
+        """Write every batch, recording each acknowledged one in input order.
+
+        Leaving early (an error, cancellation) cancels the writes in flight; the checkpoint stays at the last
+        batch recorded.
+        """
         self._counts.total_bytes = _total_size(self._names)
-        try:
-            try:
-                for index, name in enumerate(self._names):
-                    source = await asyncio.to_thread(InputFile, name, self._options.read_bytes)
-                    try:
-                        await self._read(index, source)
-                    finally:
-                        self._done_bytes += source.consumed
-                        source.close()
-                self._check_resume_position()
-                await self._submit()
-            except _Stop:
-                pass
-            except SourceError:
-                await self._drain()  # what was read before the bad spot is valid: let it land and be recorded
-                raise
-            await self._drain()
-        except BaseException:
-            await self._abandon()
-            raise
+        # aiostream types the function as also taking *args (one per extra source), hence the ignore.
+        writes = stream.amap(
+            self._batches(), self._write, ordered=True, task_limit=self._options.concurrency  # type: ignore[arg-type]
+        )
+        async with writes.stream() as acknowledged:
+            async for batch in acknowledged:
+                self._acknowledge(batch)
+        if self._source_error is not None:
+            raise self._source_error
         if self._stopped is None:
             self._acked = replace(self._acked, complete=True)
             self._save_checkpoint()
 
-    async def _read(self, index: int, source: InputFile) -> None:
+    async def _batches(self) -> AsyncGenerator[_Batch, None]:
+        """The inputs' batches in order, without the last unfinished one at a strict stop or an unreadable input.
+
+        An unreadable input ends the batches rather than failing them, so that the batches before it land and are
+        recorded; `run` raises its error afterwards.
+        """
+        try:
+            for index, name in enumerate(self._names):
+                source = await asyncio.to_thread(InputFile, name, self._options.read_bytes)
+                try:
+                    async with contextlib.aclosing(self._read(index, source)) as batches:
+                        async for batch in batches:
+                            yield batch
+                finally:
+                    self._done_bytes += source.consumed
+                    source.close()
+            self._check_resume_position()
+            if (last := self._send()) is not None:
+                yield last
+        except _Stop:
+            return
+        except SourceError as error:
+            self._source_error = error
+
+    async def _read(self, index: int, source: InputFile) -> AsyncGenerator[_Batch, None]:
         async with contextlib.aclosing(read_items(source, self._options.fmt)) as chunks:
             async for splitter, items in chunks:
                 self._counts.bytes_read = self._done_bytes + source.consumed
@@ -219,7 +239,8 @@ class _Loader:
                     self._batch.file_index, self._batch.line = index, line
                     self._batch.rows += 1
                     if len(self._batch.readings) >= self._options.batch_rows:
-                        await self._submit()
+                        if (batch := self._send()) is not None:
+                            yield batch
                     elif count % _ITEMS_PER_YIELD == 0:
                         await asyncio.sleep(0)
                 self._progress.update(self._counts)
@@ -265,29 +286,35 @@ class _Loader:
                 self._progress.note(f"further rejects are only listed in {self._options.rejects}")
         self._batch.rejects.append(rejected)
 
-    async def _submit(self) -> None:
-        """Send the current batch; wait for the oldest in flight first if the window is full.
+    def _send(self) -> _Batch | None:
+        """The current batch, made ready to write, and a new one begun; None if nothing was read since the last.
 
-        A reading whose (device_id, ts) is also in a batch still in flight waits until that batch has landed:
+        A batch holding a (device_id, ts) that is also in an earlier batch still in flight will wait for that one:
         batches in flight may be written in any order, and the later reading of the input must win.
         """
         batch = self._batch
         self._batch = _Batch(file_index=batch.file_index, line=batch.line, rows=batch.rows)
-        if batch.rows == self._submitted_rows:
-            return  # nothing new since the last batch
-        self._submitted_rows = batch.rows
-        keys = {(reading.device_id, reading.ts_ms) for reading in batch.readings}
-        if any(not keys.isdisjoint(flight.keys) for flight in self._window):
-            await self._drain()
-        while len(self._window) >= self._options.concurrency:
-            await self._land_oldest()
-        task = asyncio.create_task(self._write(batch.readings))
-        self._window.append(_Flight(batch, keys, task))
-        task.add_done_callback(self._land_done)
+        if batch.rows == self._sent_rows:
+            return None
+        self._sent_rows = batch.rows
+        batch.keys = {(reading.device_id, reading.ts_ms) for reading in batch.readings}
+        self._sent = [earlier for earlier in self._sent if not earlier.settled.is_set()]
+        batch.after = [earlier.settled for earlier in self._sent if not batch.keys.isdisjoint(earlier.keys)]
+        self._sent.append(batch)
+        return batch
 
-    async def _write(self, readings: list[Reading]) -> None:
-        if not readings:
-            return  # a batch of rejected or skipped items only moves the checkpoint
+    async def _write(self, batch: _Batch) -> _Batch:
+        """Write one batch once the earlier batches it waits for are over; returns it when acknowledged."""
+        try:
+            for earlier in batch.after:
+                await earlier.wait()
+            if batch.readings:  # a batch of rejected or skipped items only moves the checkpoint
+                await self._write_with_retries(batch.readings)
+        finally:
+            batch.settled.set()
+        return batch
+
+    async def _write_with_retries(self, readings: list[Reading]) -> None:
         delay = self._options.retry_delay_s
         for attempt in range(self._options.retries + 1):
             try:
@@ -299,44 +326,6 @@ class _Loader:
                 self._progress.note(f"write failed ({error.detail}); retrying in {delay:g} s (idempotent)")
                 await asyncio.sleep(delay)
                 delay *= 2
-
-    async def _land_oldest(self) -> None:
-        """Wait for the oldest batch in flight; raise its failure, or record it and any landed after it."""
-        task = self._window[0].task
-        await asyncio.wait([task])
-        task.result()
-        self._land_done()
-        if self._record_failure is not None:
-            raise self._record_failure
-
-    def _land_done(self, _: object = None) -> None:
-        """Record, in input order, the batches at the head of the window that have landed.
-
-        Also a done-callback of each write, so that the checkpoint follows the writes while the input is slow
-        (a pipe). A failed write stays at the head for `_land_oldest` to raise.
-        """
-        window = self._window
-        try:
-            while window and window[0].task.done() and not window[0].task.cancelled() \
-                    and window[0].task.exception() is None:
-                self._acknowledge(window.popleft().batch)
-        except Exception as error:  # the rejects or checkpoint file cannot be written: fail the load
-            self._record_failure = self._record_failure or error
-
-    async def _drain(self) -> None:
-        while self._window:
-            await self._land_oldest()
-        if self._record_failure is not None:
-            raise self._record_failure
-
-    async def _abandon(self) -> None:
-        """Cancel what is in flight; the checkpoint stays at the last acknowledged batch."""
-        for flight in self._window:
-            flight.task.cancel()
-        for flight in self._window:
-            with contextlib.suppress(BaseException):
-                await flight.task
-        self._window.clear()
 
     def _acknowledge(self, batch: _Batch) -> None:
         """Record a landed batch: its rejects first, then the checkpoint that covers them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,14 +20,16 @@ from readings_service.ops.checkpoint import Checkpoint, CheckpointError, read_ch
 from readings_service.ops.generate import Plan, encode, generate
 from readings_service.ops.load import LoadOptions, default_rejects_path, load
 from readings_service.ops.progress import Counts, LogProgress, SilentProgress, describe, progress_for
+from readings_service.ops.sources import SourceError
 
 START_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 
 
 class CountingSink:
-    """Keeps only counts, and the most batches that were in flight at once."""
+    """Keeps only counts, and the most batches that were in flight at once; each write takes `delay_s`."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.001) -> None:
+        self.delay_s = delay_s
         self.rows = 0
         self.in_flight = 0
         self.most_in_flight = 0
@@ -34,7 +37,7 @@ class CountingSink:
     async def write(self, readings: Sequence[Reading]) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(self.delay_s)
         self.rows += len(readings)
         self.in_flight -= 1
 
@@ -89,13 +92,43 @@ class TestStreaming:
         assert large < 2**20, (small, large)
 
     async def test_bounded_batches_in_flight(self, tmp_path: Path) -> None:
-        """No more than --concurrency batches are written at once."""
+        """No more than --concurrency batches are written at once, and that many are when writes are slow."""
         path = tmp_path / "data.ndjson"
         write_fixture(path, 5000, "ndjson")
-        sink = CountingSink()
+        sink = CountingSink(delay_s=0.02)  # far longer than reading a batch, as for a real store
         await load([str(path)], sink, options(tmp_path, batch_rows=100, concurrency=3), SilentProgress())
         assert 5000 == sink.rows
         assert 3 == sink.most_in_flight
+
+
+class StoringSink:
+    """Keeps the readings by (device_id, ts), each batch stored when its write ends; a write of a batch holding
+    a reading of `slow` takes longer than the others."""
+
+    def __init__(self, slow: Reading) -> None:
+        self.slow = slow
+        self.stored: dict[tuple[uuid.UUID, int], Reading] = {}
+        self.finished: list[int] = []  # first line number of each batch, in the order its write ended
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        await asyncio.sleep(0.05 if self.slow in readings else 0.001)
+        self.stored.update(((r.device_id, r.ts_ms), r) for r in readings)
+        self.finished.append(round(readings[0].temperature))
+
+
+class TestRepeatedReadings:
+    async def test_later_reading_wins_over_a_batch_in_flight(self, tmp_path: Path) -> None:
+        """A batch repeating a reading of a batch still in flight is written after it; batches sharing nothing
+        with it do not wait."""
+        device = uuid.UUID(int=1)
+        first, other, repeat = (Reading(device, START_MS + i, temperature=t, pressure=1000.0)
+                                for i, t in ((0, 1.0), (1, 2.0), (0, 3.0)))
+        path = tmp_path / "data.ndjson"
+        path.write_bytes(b"".join(encode([first, repeat, other], "ndjson")))
+        sink = StoringSink(slow=first)
+        await load([str(path)], sink, options(tmp_path, batch_rows=1, concurrency=3), SilentProgress())
+        assert repeat == sink.stored[(device, START_MS)]
+        assert [2, 1, 3] == sink.finished
 
 
 class TestRetries:
@@ -117,6 +150,21 @@ class TestRetries:
                        options(tmp_path, retries=2, retry_delay_s=0.001), SilentProgress())
         with pytest.raises(StoreFailure):
             await load([str(path)], FlakySink(1, StoreFailure("bad")), options(tmp_path), SilentProgress())
+
+
+class TestUnreadableInput:
+    async def test_batches_before_it_land_and_are_recorded(self, tmp_path: Path) -> None:
+        """An input that cannot be read stops the load with its error once the batches in flight have landed;
+        the checkpoint covers them and does not say complete."""
+        path, checkpoint = tmp_path / "data.ndjson", tmp_path / "cp"
+        write_fixture(path, 300, "ndjson")
+        sink = CountingSink(delay_s=0.02)
+        with pytest.raises(SourceError, match="cannot open"):
+            await load([str(path), str(tmp_path / "missing.ndjson")], sink,
+                       options(tmp_path, batch_rows=100, checkpoint=checkpoint), SilentProgress())
+        saved = read_checkpoint(checkpoint)
+        assert saved is not None
+        assert (300, 300, 300, False) == (sink.rows, saved.written, saved.rows, saved.complete)
 
 
 class TestCheckpointFile:
