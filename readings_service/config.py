@@ -68,7 +68,7 @@ class CassandraSettings:
     request_timeout_s: float = _setting(10.0, _positive)
     connect_timeout_s: float = _setting(10.0, _positive)
     fetch_size: int = _setting(2000, _between(10, 100_000))
-    protocol_version: int = _setting(4, _between(4, 5))
+    protocol_version: int = _setting(5, _between(4, 5))
     max_retries: int = _setting(2, _between(0, 10))
     reconnect_interval_s: float = _setting(0.5, _positive)
 
@@ -95,6 +95,7 @@ class QuerySettings:
     day_lookahead: int = _setting(1, _between(0, 31))
     chunk_bytes: int = _setting(64 * 1024, _between(512, 16 * 1024 * 1024))
     max_concurrent_streams: int = _setting(16, _between(1, 100_000))
+    native: str = _setting("auto", _one_of(("auto", "on", "off")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,8 @@ from readings_service.api.shutdown import Shutdown
 from readings_service.api.streaming import stream_ndjson
 from readings_service.config import Settings
 from readings_service.core.ingest import ACCEPTED_TYPES, media_type, parse_body
-from readings_service.core.ndjson import row_object
-from readings_service.core.ranges import device_chunks, range_chunks, take
-from readings_service.core.store import Pages, ReadingStore
+from readings_service.core.ndjson import LineChunks, row_object
+from readings_service.core.store import ReadingStore
 from readings_service.core.timestamps import latest_accepted_ms
 from readings_service.errors import (
     BadRequest,
@@ -32,19 +31,22 @@ from readings_service.errors import (
     NotFound,
 )
 from readings_service.metrics import READINGS_INGESTED, REGISTRY
+from readings_service.query_path import QueryPath, select_query_path
 
 log = logging.getLogger("readings_service")
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", ReadingStore)
+QUERY_PATH = web.AppKey("query_path", QueryPath)
 INGEST_SLOTS = web.AppKey("ingest_slots", Admission)
 STREAM_SLOTS = web.AppKey("stream_slots", Admission)
 SHUTDOWN = web.AppKey("shutdown", Shutdown)
 
 
 async def health(request: web.Request) -> web.Response:
-    """The process is alive."""
-    return web.json_response({"status": "ok"})
+    """The process is alive; says which range-query path serves (`native` or `python`)."""
+    path = request.app.get(QUERY_PATH)
+    return web.json_response({"status": "ok", "query_path": path.name if path else None})
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -100,11 +102,13 @@ async def get_readings(request: web.Request) -> web.StreamResponse:
     query = parse_range(request.query, max_range_days=settings.query.max_range_days,
                         max_limit=settings.query.max_limit)
     async with request.app[STREAM_SLOTS].slot():
-        chunks = range_chunks(request.app[STORE], query, settings.storage.buckets, settings.query.day_lookahead)
-        return await _send_chunks(request, take(chunks, query.limit))
+        lines = request.app[QUERY_PATH].range_lines(
+            request.app[STORE], query, settings.storage.buckets, settings.query.day_lookahead
+        )
+        return await _send_chunks(request, lines)
 
 
-async def _send_chunks(request: web.Request, chunks: Pages) -> web.StreamResponse:
+async def _send_chunks(request: web.Request, chunks: LineChunks) -> web.StreamResponse:
     return await stream_ndjson(request, chunks, request.app[SETTINGS].query.chunk_bytes, request.app[SHUTDOWN])
 
 
@@ -123,8 +127,8 @@ async def get_device_readings(request: web.Request) -> web.StreamResponse:
     query = parse_range(request.query, max_range_days=settings.query.max_range_days,
                         max_limit=settings.query.max_limit)
     async with request.app[STREAM_SLOTS].slot():
-        chunks = device_chunks(request.app[STORE], device_id, query)
-        return await _send_chunks(request, take(chunks, query.limit))
+        lines = request.app[QUERY_PATH].device_lines(request.app[STORE], device_id, query)
+        return await _send_chunks(request, lines)
 
 
 async def get_latest(request: web.Request) -> web.Response:
@@ -153,6 +157,7 @@ def create_app(
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_store(settings) as store:
             app[STORE] = store
+            app[QUERY_PATH] = select_query_path(settings.query, store)
             yield
 
     app.cleanup_ctx.append(store_ctx)

@@ -12,8 +12,7 @@ from aiohttp import web
 from readings_service.api.access_log import BYTES_SENT, PREPARED_STATUS, ROWS
 from readings_service.api.problems import internal_detail
 from readings_service.api.shutdown import Shutdown
-from readings_service.core.ndjson import encode_line, encode_rows
-from readings_service.core.store import Pages, StoredRow
+from readings_service.core.ndjson import LineChunks, Lines, encode_line
 from readings_service.errors import ServiceError
 from readings_service.metrics import BYTES_STREAMED, ROWS_STREAMED, STREAMS_OPEN
 
@@ -27,7 +26,7 @@ CUT_FLUSH_S = 1.0
 
 
 async def stream_ndjson(
-    request: web.Request, chunks: Pages, chunk_bytes: int, shutdown: Shutdown
+    request: web.Request, chunks: LineChunks, chunk_bytes: int, shutdown: Shutdown
 ) -> web.StreamResponse:
     """Send chunks as NDJSON while they are read; the first chunk is awaited before headers go out.
 
@@ -61,9 +60,9 @@ class _Sender:
         request[ROWS] = 0
         request[BYTES_SENT] = 0
 
-    def add(self, rows: list[StoredRow]) -> None:
-        self.pending += encode_rows(rows)
-        self.pending_rows += len(rows)
+    def add(self, lines: Lines) -> None:
+        self.pending += lines.encode()
+        self.pending_rows += lines.rows
 
     async def flush(self) -> None:
         if not self.pending:
@@ -77,7 +76,7 @@ class _Sender:
         BYTES_STREAMED.inc(len(data))
 
 
-async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int, shutdown: Shutdown) -> web.StreamResponse:
+async def _stream(request: web.Request, chunks: LineChunks, chunk_bytes: int, shutdown: Shutdown) -> web.StreamResponse:
     async with contextlib.aclosing(chunks):
         first = await anext(chunks, None)
         response = web.StreamResponse(headers={"Content-Type": NDJSON_TYPE, "Cache-Control": "no-store"})
@@ -87,7 +86,7 @@ async def _stream(request: web.Request, chunks: Pages, chunk_bytes: int, shutdow
         request[PREPARED_STATUS] = response.status
         sender = _Sender(request, response)
         try:
-            if first:
+            if first is not None:
                 sender.add(first)
                 await sender.flush()  # first byte out as soon as possible
             async for chunk in chunks:

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
 
-__all__ = ["merge_sorted_pages"]
+__all__ = ["merge_sorted_pages", "next_of_each"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 K = TypeVar("K", bound="SupportsRichComparison")
 
 
@@ -110,16 +111,29 @@ def _drop_exhausted(
 async def _next_nonempty_pages(
     sources: Sequence[AsyncIterator[Sequence[T]]],
 ) -> list[Sequence[T]]:
-    """Await the next non-empty page of each source, concurrently if there are several.
+    """The next non-empty page of each source (an empty one if it is exhausted), see `_each`."""
+    return await _each(sources, _next_nonempty_page)
 
-    An exhausted source gets an empty page. On failure or cancellation, the fetches
-    still running are cancelled and awaited, so no source is mid-iteration when the
-    caller closes it; the first failure (in source order) propagates.
+
+async def next_of_each(sources: Sequence[AsyncIterator[T]]) -> list[T | None]:
+    """The next item of each source, None for an exhausted one; concurrently, failing as `_each` says."""
+    return await _each(sources, _next_or_none)
+
+
+async def _next_or_none(source: AsyncIterator[T]) -> T | None:
+    return await anext(source, None)
+
+
+async def _each(sources: Sequence[AsyncIterator[T]], fetch: Callable[[AsyncIterator[T]], Awaitable[R]]) -> list[R]:
+    """`fetch` of each source, concurrently if there are several.
+
+    On failure or cancellation, the fetches still running are cancelled and awaited, so no source is
+    mid-iteration when the caller closes it; the first failure (in source order) propagates.
     """
     if len(sources) <= 1:
         # The usual case after the first pages: a task would only add overhead.
-        return [await _next_nonempty_page(source) for source in sources]
-    tasks = [asyncio.create_task(_next_nonempty_page(source)) for source in sources]
+        return [await fetch(source) for source in sources]
+    tasks = [asyncio.ensure_future(fetch(source)) for source in sources]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,3 +36,41 @@ def encode_rows(rows: Sequence[StoredRow]) -> bytes:
 def encode_line(value: Any) -> bytes:
     """One NDJSON line of any JSON value."""
     return orjson.dumps(value, option=_LINE)
+
+
+class Lines(Protocol):
+    """NDJSON lines of some readings, in order; encoded (and so possibly failing) only when sent."""
+
+    @property
+    def rows(self) -> int:
+        """How many lines."""
+        ...
+
+    def encode(self) -> bytes:
+        """The lines' bytes; raises what encoding them raises (a timestamp out of range)."""
+        ...
+
+    def head(self, rows: int) -> Lines:
+        """The first `rows` lines."""
+        ...
+
+
+# Chunks of lines in order, for one response; a generator so that closing it stops the reading behind it.
+LineChunks = AsyncGenerator[Lines, None]
+
+
+@dataclass(frozen=True, slots=True)
+class RowLines:
+    """Stored rows, encoded by `encode_rows` when sent: the pure-Python path."""
+
+    page: list[StoredRow]
+
+    @property
+    def rows(self) -> int:
+        return len(self.page)
+
+    def encode(self) -> bytes:
+        return encode_rows(self.page)
+
+    def head(self, rows: int) -> RowLines:
+        return RowLines(self.page[:rows])

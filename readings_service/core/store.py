@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from readings_service.core.model import Reading
 
@@ -15,6 +15,9 @@ from readings_service.core.model import Reading
 StoredRow = tuple[int, int, uuid.UUID, float, float]
 # Lists of rows in order, page by page; a generator so that callers can close it and stop the reading.
 Pages = AsyncGenerator[list[StoredRow], None]
+# Pages as Cassandra sent them: each the body of a ROWS result after its metadata (`[int rows]`, then every
+# cell as `[int length][bytes]`), for the compiled merge and encoder to parse.
+RawPages = AsyncGenerator[bytes, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,4 +53,26 @@ class ReadingStore(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers a trivial query now."""
+        ...
+
+
+@runtime_checkable
+class RawPageStore(ReadingStore, Protocol):
+    """A ReadingStore that can also hand over its scans' pages unparsed.
+
+    `scan_bucket_raw` pages hold `toUnixTimestamp(ts) bigint, uuidAsBlob(device_id) blob, temperature double,
+    pressure double`; `scan_device_raw` pages `toUnixTimestamp(ts) bigint, temperature double, pressure double`.
+    Both have the same bounds, order and paging as their parsed counterparts.
+    """
+
+    def scan_bucket_raw(
+        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
+    ) -> RawPages:
+        """Raw pages of what scan_bucket returns."""
+        ...
+
+    def scan_device_raw(
+        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
+    ) -> RawPages:
+        """Raw pages of what scan_device returns."""
         ...

@@ -34,6 +34,8 @@ _THREE_DIGIT_TEXT = tuple(f"{n:03d}" for n in range(1000))
 
 _WRONG_TYPE = "timestamp must be integer epoch milliseconds or an RFC 3339 string"
 _OUT_OF_RANGE = "timestamp is out of range (years 0001 to 9999 UTC)"
+OUT_OF_RANGE = _OUT_OF_RANGE
+"""The message of the TimestampError that an instant outside the years 0001 to 9999 raises."""
 
 
 class TimestampError(ValueError):

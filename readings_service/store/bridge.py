@@ -57,13 +57,13 @@ class _PageSlot:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.future: asyncio.Future[list[Any]] = loop.create_future()
+        self.future: asyncio.Future[Any] = loop.create_future()
         self.has_more = False
 
     def renew(self) -> None:
         self.future = self.loop.create_future()
 
-    def on_page(self, rows: list[Any], has_more: bool) -> None:
+    def on_page(self, rows: Any, has_more: bool) -> None:
         if not self.future.done():
             self.has_more = has_more
             self.future.set_result(rows)
@@ -76,7 +76,7 @@ class _PageSlot:
 def _register(response: Any, slot: _PageSlot) -> None:
     loop = slot.loop
 
-    def page(rows: list[Any]) -> None:
+    def page(rows: Any) -> None:
         loop.call_soon_threadsafe(slot.on_page, rows, response.has_more_pages)
 
     def error(exc: BaseException) -> None:
@@ -95,7 +95,7 @@ def _send(session: Session, statement: Any, params: Any, timeout_s: float, kind:
         raise translate(error) from error
 
 
-async def _await_page(slot: _PageSlot, timeout_s: float, kind: str) -> list[Any]:
+async def _await_page(slot: _PageSlot, timeout_s: float, kind: str) -> Any:
     """The slot's next page, timed; the driver arms its own timer per page, this one also covers the hand-over."""
     started = time.perf_counter()
     try:
@@ -117,7 +117,8 @@ async def execute(session: Session, statement: Any, params: Any, timeout_s: floa
     response = _send(session, statement, params, timeout_s, kind)
     _register(response, slot)
     try:
-        return await _await_page(slot, timeout_s, kind)
+        rows: list[Any] = await _await_page(slot, timeout_s, kind)
+        return rows
     finally:
         response.clear_callbacks()
 
@@ -129,8 +130,8 @@ async def pages(
     timeout_s: float,
     first_page_rows: int | None = None,
     kind: str = "scan",
-) -> AsyncGenerator[list[Any], None]:
-    """Yield the result's pages; the next page is requested as soon as the previous one is handed over.
+) -> AsyncGenerator[Any, None]:
+    """Yield the result's pages (row lists; bytes on a raw-page session), each next one requested on hand-over.
 
     At most two pages exist per query: the one the caller holds and the one in flight. `first_page_rows`
     makes the first page smaller than the statement's fetch size (a fast first byte); later pages use the

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import date
 from typing import Any
 
-from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra import ConsistencyLevel, DriverException
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.connection import ProtocolVersionUnsupported
 from cassandra.policies import (
     ConstantReconnectionPolicy,
     DCAwareRoundRobinPolicy,
     RetryPolicy,
     TokenAwarePolicy,
 )
+from cassandra.protocol import ProtocolException
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, tuple_factory
 
 from readings_service.config import CassandraSettings, IngestSettings, Settings
@@ -27,9 +30,14 @@ from readings_service.core.model import Reading
 from readings_service.core.ordering import uuid_order_key, uuid_order_key_from_bytes
 from readings_service.core.store import After, Pages, StoredRow
 from readings_service.core.timestamps import MS_PER_DAY
+from readings_service.errors import StoreUnavailable
 from readings_service.metrics import PARTITION_ROWS, relative_day
+from readings_service.query_path import wants_raw_pages
 from readings_service.store.bridge import execute, gather_bounded, pages, translate
+from readings_service.store.raw_pages import DEVICE_COLUMNS, RANGE_COLUMNS, check_columns, open_raw_session
 from readings_service.store.schema import check_layout
+
+log = logging.getLogger("readings_service")
 
 # The `date` type travels as an unsigned day count centred on the epoch.
 DATE_EPOCH_OFFSET = 2**31
@@ -70,7 +78,33 @@ class RetryIdempotent(RetryPolicy):  # type: ignore[misc]
 
 
 def connect(settings: CassandraSettings) -> tuple[Cluster, Session]:
-    """Open a cluster connection (blocking: call it at start-up, off the event loop)."""
+    """Open a cluster connection (blocking: call it at start-up, off the event loop).
+
+    The protocol version is set explicitly, since the driver's own negotiation starts at its private DSE
+    versions and warns at each step down. With version 5 configured, a cluster that refuses it is used with
+    version 4, which is logged.
+    """
+    try:
+        return _connect(settings, settings.protocol_version)
+    except StoreUnavailable as error:
+        if settings.protocol_version < 5 or not refused_protocol(error.__cause__):
+            raise
+    log.warning("Cassandra does not support protocol v%d; using v4", settings.protocol_version)
+    return _connect(settings, 4)
+
+
+def refused_protocol(error: BaseException | None) -> bool:
+    """Whether connecting failed because every node refused the protocol version (and answered otherwise)."""
+    if not isinstance(error, NoHostAvailable) or not error.errors:
+        return False
+    return all(
+        isinstance(cause, ProtocolVersionUnsupported | ProtocolException)
+        or (isinstance(cause, DriverException) and "protocol_version" in str(cause))
+        for cause in error.errors.values()
+    )
+
+
+def _connect(settings: CassandraSettings, protocol_version: int) -> tuple[Cluster, Session]:
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
         retry_policy=RetryIdempotent(settings.max_retries),
@@ -80,7 +114,7 @@ def connect(settings: CassandraSettings) -> tuple[Cluster, Session]:
     cluster = Cluster(
         contact_points=list(settings.contact_points),
         port=settings.port,
-        protocol_version=settings.protocol_version,
+        protocol_version=protocol_version,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=settings.connect_timeout_s,
         # A node that is back is used again within the interval, not after an exponential back-off (the
@@ -300,14 +334,60 @@ class CassandraStore:
         await execute(self._session, self._ping, None, self._timeout, "ping")
 
 
+class RawPageCassandraStore(CassandraStore):
+    """A CassandraStore whose scans can also hand over their pages unparsed, through a second session.
+
+    That session (`store.raw_pages`) prepares the same scan statements; its results keep the rows body as bytes.
+    Prepared here, their result columns are checked: the compiled reader parses exactly these types.
+    """
+
+    def __init__(self, session: Session, raw_session: Session, cassandra: CassandraSettings,
+                 ingest: IngestSettings, buckets: int) -> None:
+        super().__init__(session, cassandra, ingest, buckets)
+        self._raw_session = raw_session
+        self._raw_scan = self._prepare_raw(self._scan, RANGE_COLUMNS)
+        self._raw_scan_after = self._prepare_raw(self._scan_after, RANGE_COLUMNS)
+        self._raw_scan_device = self._prepare_raw(self._scan_device, DEVICE_COLUMNS)
+
+    def _prepare_raw(self, like: PreparedStatement, columns: Sequence[str]) -> PreparedStatement:
+        statement = self._raw_session.prepare(like.query_string)
+        check_columns(statement, columns)
+        statement.consistency_level = like.consistency_level
+        statement.is_idempotent = True
+        statement.fetch_size = like.fetch_size
+        return statement
+
+    def scan_bucket_raw(
+        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
+    ) -> AsyncGenerator[bytes, None]:
+        wire_day = _wire_date(day)
+        if after is None:
+            params: tuple[Any, ...] = (wire_day, bucket, start_ms, end_ms)
+            return pages(self._raw_session, self._raw_scan, params, self._timeout, FIRST_PAGE_ROWS)
+        params = (wire_day, bucket, after.ts_ms, after.device_id, end_ms)
+        return pages(self._raw_session, self._raw_scan_after, params, self._timeout, FIRST_PAGE_ROWS)
+
+    def scan_device_raw(
+        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
+    ) -> AsyncGenerator[bytes, None]:
+        params = (device_id, _wire_date(day), start_ms, end_ms)
+        return pages(self._raw_session, self._raw_scan_device, params, self._timeout, kind="device_scan")
+
+
+def _open(session: Session, settings: Settings) -> CassandraStore:
+    """The store on a connected session; with raw pages wanted, a second session for them (blocking)."""
+    args = (settings.cassandra, settings.ingest, settings.storage.buckets)
+    if not wants_raw_pages(settings.query):
+        return CassandraStore(session, *args)
+    return RawPageCassandraStore(session, open_raw_session(session.cluster), *args)
+
+
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[CassandraStore]:
     """Connect, check the recorded layout and prepare statements off the loop; shut down on exit."""
     cluster, session = await asyncio.to_thread(connect, settings.cassandra)
     try:
         await asyncio.to_thread(check_layout, session, settings.cassandra.keyspace, settings.storage.buckets)
-        yield await asyncio.to_thread(
-            CassandraStore, session, settings.cassandra, settings.ingest, settings.storage.buckets
-        )
+        yield await asyncio.to_thread(_open, session, settings)
     finally:
         await asyncio.to_thread(cluster.shutdown)
