@@ -36,13 +36,21 @@ def run_keyspace(name: str) -> str:
 
 
 TEST_KEYSPACE = run_keyspace("readings_test")
-# The variables that point the tests at another cluster; every other READINGS_* variable is ignored.
+# The variables that point the tests at another cluster; every other READINGS_* variable is ignored, except
+# READINGS_QUERY_NATIVE, which picks the range-query path the tests run on (scripts/test runs the query tests
+# on both).
 CLUSTER_VARIABLES = ("READINGS_CASSANDRA_CONTACT_POINTS", "READINGS_CASSANDRA_PORT", "READINGS_CASSANDRA_LOCAL_DC")
+QUERY_PATH_VARIABLE = "READINGS_QUERY_NATIVE"
 
 
 def cluster_environment() -> dict[str, str]:
     """The CLUSTER_VARIABLES that are set."""
     return {name: os.environ[name] for name in CLUSTER_VARIABLES if name in os.environ}
+
+
+def query_path_environment() -> dict[str, str]:
+    """READINGS_QUERY_NATIVE if it is set."""
+    return {name: os.environ[name] for name in (QUERY_PATH_VARIABLE,) if name in os.environ}
 
 
 def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> Settings:
@@ -51,7 +59,7 @@ def settings_for(keyspace: str = TEST_KEYSPACE, **sections: dict[str, Any]) -> S
 
     Authentication is off unless `auth` overrides say otherwise: only the auth tests exercise it.
     """
-    base = load_settings(ROOT / "config.toml", cluster_environment())
+    base = load_settings(ROOT / "config.toml", cluster_environment() | query_path_environment())
     sections["auth"] = {"required": False} | sections.get("auth", {})
     cassandra = dataclasses.replace(base.cassandra, keyspace=keyspace, **sections.pop("cassandra", {}))
     replaced = {name: dataclasses.replace(getattr(base, name), **fields) for name, fields in sections.items()}
@@ -110,14 +118,33 @@ def truncate(cassandra_session: Any, shared_keyspace: Settings) -> Callable[[], 
     return run
 
 
-@pytest.fixture
-def store(cassandra_session: Any, shared_keyspace: Settings, truncate: Callable[[], None]) -> Any:
-    """A CassandraStore on the emptied shared keyspace."""
-    from readings_service.store.cassandra import CassandraStore
+@pytest.fixture(scope="session")
+def raw_session(cassandra_session: Any) -> Any:
+    """A second session on the same cluster whose scans return raw pages (store.raw_pages)."""
+    from readings_service.store.raw_pages import open_raw_session
 
+    return open_raw_session(cassandra_session.cluster)
+
+
+def make_store(cassandra_session: Any, raw_session: Any, settings: Settings, native: bool | None = None) -> Any:
+    """The store serve would open for `settings`: with raw pages when the compiled path may serve (or `native`
+    says so)."""
+    from readings_service.query_path import wants_raw_pages
+    from readings_service.store.cassandra import CassandraStore, RawPageCassandraStore
+
+    args = (settings.cassandra, settings.ingest, settings.storage.buckets)
+    if native if native is not None else wants_raw_pages(settings.query):
+        return RawPageCassandraStore(cassandra_session, raw_session, *args)
+    return CassandraStore(cassandra_session, *args)
+
+
+@pytest.fixture
+def store(
+    cassandra_session: Any, raw_session: Any, shared_keyspace: Settings, truncate: Callable[[], None]
+) -> Any:
+    """The store on the emptied shared keyspace (with raw pages unless the pure-Python path is chosen)."""
     truncate()
-    settings = shared_keyspace
-    return CassandraStore(cassandra_session, settings.cassandra, settings.ingest, settings.storage.buckets)
+    return make_store(cassandra_session, raw_session, shared_keyspace)
 
 
 def opener_of(store: Any) -> Callable[[Settings], contextlib.AbstractAsyncContextManager[Any]]:
@@ -139,8 +166,10 @@ async def client(
 
 
 def env_without_readings() -> dict[str, str]:
-    """The environment minus READINGS_* variables other than the cluster ones, for subprocess tests."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")} | cluster_environment()
+    """The environment minus READINGS_* variables other than the cluster and query path ones, for subprocess
+    tests."""
+    return ({k: v for k, v in os.environ.items() if not k.startswith("READINGS_")} | cluster_environment()
+            | query_path_environment())
 
 
 class MemoryTokens:

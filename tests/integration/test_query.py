@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from readings_service.api.app import create_app
 from readings_service.core.model import Reading
-from readings_service.core.store import After, StoredRow
+from readings_service.core.store import After, RawPageStore, StoredRow
 from readings_service.core.timestamps import format_timestamp
 from readings_service.errors import StoreUnavailable
 from tests.conftest import opener_of
@@ -240,13 +240,16 @@ class RecordingStore:
     async def write(self, readings: Any) -> None:
         await self.inner.write(readings)
 
-    async def scan_bucket(
+    def scan_bucket(
         self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
     ) -> AsyncIterator[list[StoredRow]]:
+        return self._record(self.inner.scan_bucket(day, bucket, start_ms, end_ms, after))
+
+    async def _record(self, scan: Any) -> AsyncIterator[Any]:
         self.open_scans += 1
         self.opened += 1
         try:
-            async with contextlib.aclosing(self.inner.scan_bucket(day, bucket, start_ms, end_ms, after)) as pages:
+            async with contextlib.aclosing(scan) as pages:
                 async for page in pages:
                     if self.fail_after_pages is not None and self.pages >= self.fail_after_pages:
                         raise StoreUnavailable("Cassandra: injected failure")
@@ -265,6 +268,23 @@ class RecordingStore:
 
     async def ping(self) -> None:
         await self.inner.ping()
+
+
+class RawRecordingStore(RecordingStore):
+    """RecordingStore of a store with raw pages: the compiled path serves, and is watched the same way."""
+
+    def scan_bucket_raw(
+        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
+    ) -> AsyncIterator[bytes]:
+        return self._record(self.inner.scan_bucket_raw(day, bucket, start_ms, end_ms, after))
+
+    def scan_device_raw(self, *args: Any) -> Any:
+        return self.inner.scan_device_raw(*args)
+
+
+def recording_store(inner: Any) -> RecordingStore:
+    """A RecordingStore around `inner`, on the path `inner` allows."""
+    return RawRecordingStore(inner) if isinstance(inner, RawPageStore) else RecordingStore(inner)
 
 
 async def seed_day(store: Any, day_ms: int, count: int) -> None:
@@ -287,7 +307,7 @@ class TestStreaming:
         """Lines reach the client while partition pages are still held back."""
         day = 1_600_000_000_000 // DAY_MS * DAY_MS
         await seed_day(store, day, 2000)
-        recording = RecordingStore(store)
+        recording = recording_store(store)
         recording.gate = asyncio.Event()
         settings_ = dataclasses.replace(shared_keyspace, query=dataclasses.replace(shared_keyspace.query,
                                                                                 chunk_bytes=512))
@@ -334,7 +354,7 @@ class TestStreaming:
         """A client that goes away closes every partition scan and no more pages are read."""
         day = 1_400_000_000_000 // DAY_MS * DAY_MS
         await seed_day(store, day, 3000)
-        recording = RecordingStore(store)
+        recording = recording_store(store)
         recording.gate = asyncio.Event()
         client = await aiohttp_client(create_app(shared_keyspace, opener_of(recording)))
         response = await client.get(f"/readings?start={day}&end={day + 3 * DAY_MS}")
@@ -354,7 +374,7 @@ class TestStreaming:
         """After streaming began, a failure writes one error line and cuts the response short."""
         day = 1_300_000_000_000 // DAY_MS * DAY_MS
         await seed_day(store, day, 3000)
-        recording = RecordingStore(store)
+        recording = recording_store(store)
         recording.fail_after_pages = 40
         client = await aiohttp_client(create_app(shared_keyspace, opener_of(recording)))
         response = await client.get(f"/readings?start={day}&end={day + DAY_MS}")
@@ -376,7 +396,7 @@ class TestStreaming:
         self, aiohttp_client: Any, store: Any, shared_keyspace: Any
     ) -> None:
         """A failure before anything was sent is a proper 503 problem."""
-        recording = RecordingStore(store)
+        recording = recording_store(store)
         recording.fail_after_pages = 0
         day = 1_300_000_000_000 // DAY_MS * DAY_MS
         await seed_day(store, day, 100)
