@@ -37,6 +37,7 @@ from readings_service.core.model import Reading
 from readings_service.core.ordering import uuid_order_key
 from readings_service.core.ranges import row_key
 from readings_service.core.timestamps import MS_PER_DAY
+from readings_service.query_path import native_version
 from readings_service.store.bridge import execute, gather_bounded, pages
 from readings_service.store.cassandra import DATE_EPOCH_OFFSET, CassandraStore, connect
 from readings_service.store.schema import apply_schema
@@ -86,14 +87,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def service_process(settings: Settings) -> Iterator[tuple[str, int]]:
-    """Run `readings-service serve` on the bench keyspace and contact points; yields (base URL, pid)."""
+def service_process(settings: Settings, native: str) -> Iterator[tuple[str, int]]:
+    """Run `readings-service serve` on the bench keyspace and contact points, with `query.native` = `native`;
+    yields (base URL, pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
     env |= {"READINGS_CASSANDRA_KEYSPACE": settings.cassandra.keyspace, "READINGS_HTTP_PORT": str(port),
             "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets),
             "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings.cassandra.contact_points),
-            "READINGS_AUTH_REQUIRED": "false"}
+            "READINGS_CASSANDRA_PROTOCOL_VERSION": str(settings.cassandra.protocol_version),
+            "READINGS_AUTH_REQUIRED": "false", "READINGS_QUERY_NATIVE": native}
     process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "readings-service"), "serve"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -332,6 +335,46 @@ async def merge_kernel(sources: int, pages_per_source: int, page_rows: int) -> f
     return count / (time.perf_counter() - started)
 
 
+def native_kernel(sources: int, pages_per_source: int, page_rows: int) -> float:
+    """Rows/s of the compiled DayMerge alone (parse raw pages, merge, encode NDJSON) on in-memory pages."""
+    import struct
+
+    import readings_native
+
+    ids = devices(1000)
+    rng = random.Random(3)
+
+    def page(rows: list[tuple[int, uuid.UUID]]) -> bytes:
+        cells = [struct.pack(">i", len(rows))]
+        for ts, device in rows:
+            cells.append(struct.pack(">iqi16sidid", 8, ts, 16, device.bytes, 8, 21.5, 8, 1013.25))
+        return b"".join(cells)
+
+    data = []
+    for _ in range(sources):
+        rows = sorted(((rng.randrange(10**9), ids[rng.randrange(1000)]) for _ in range(pages_per_source * page_rows)),
+                      key=lambda row: (row[0], uuid_order_key(row[1])))
+        data.append([page(rows[i : i + page_rows]) for i in range(0, len(rows), page_rows)])
+
+    started = time.perf_counter()
+    merge = readings_native.DayMerge(sources)
+    cursors = [0] * sources
+    dry = list(range(sources))
+    count = 0
+    while True:
+        for index in dry:
+            if cursors[index] < len(data[index]):
+                merge.push(index, data[index][cursors[index]])
+                cursors[index] += 1
+            else:
+                merge.finish(index)
+        _, emitted, _, dry = merge.cut()
+        count += emitted
+        if not dry and not emitted:
+            break
+    return count / (time.perf_counter() - started)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -373,25 +416,42 @@ def report(results: Results) -> str:
         f"| driver alone (ceiling) | {driver:,.0f} | | | |",
         f"| naive | {naive:,.0f} | | | service/naive {service / naive:.1f} |", "",
         "## Range query (one day, all buckets)", "",
-        "| rows | service rows/s | driver rows/s | naive rows/s | service/driver | service/naive | "
-        "time to first byte | service peak RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        f"One day over HTTP, NDJSON streamed to the end, per path: `native` is the compiled path on raw pages "
+        f"({p['native_version']}), `python` the pure-Python reference; both services run side by side, on "
+        f"protocol v{p['protocol']} like the driver alone, which pages the same 16 partitions and decodes rows "
+        "into tuples (no merge, no HTTP). The naive way fetches every bucket fully, sorts and serialises with "
+        "`json` before the first byte.", "",
     ]
+    paths = p["paths"]
+    header = "| rows | driver rows/s | " + " | ".join(f"{path} rows/s" for path in paths) + " | naive rows/s | "
+    header += " | ".join(f"{path}/driver" for path in paths) + " | "
+    header += " | ".join(f"first byte {path}" for path in paths) + " | "
+    header += " | ".join(f"peak RSS {path}" for path in paths) + " |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for size, q in sorted(results.query.items()):
-        s, d, n = med(q["service"]), med(q["driver"]), med(q["naive"])
-        lines.append(f"| {size:,} | {s:,.0f} | {d:,.0f} | {n:,.0f} | {s / d:.2f} | {s / n:.1f} | "
-                     f"{med(q['ttfb']) * 1000:.1f} ms | {med(q['rss']) / 2**20:.0f} MiB |")
+        d = med(q["driver"])
+        naive_text = f"{med(q['naive']):,.0f}" if q.get("naive") else "not run"
+        cells = [f"{size:,}", f"{d:,.0f}", *(f"{med(q[path]):,.0f}" for path in paths), naive_text,
+                 *(f"{med(q[path]) / d:.2f}" for path in paths),
+                 *(f"{med(q[f'{path}_ttfb']) * 1000:.1f} ms" for path in paths),
+                 *(f"{med(q[f'{path}_rss']) / 2**20:.0f} MiB" for path in paths)]
+        lines.append("| " + " | ".join(cells) + " |")
     sm = results.small
     lines += [
         "", "## Small queries", "",
         f"A one-day range returning ~{p['small_rows']} rows across all {p['buckets']} buckets (HTTP, fan-out and "
         "merge) next to one single-partition read through the driver.", "",
         "| query | p50 | p99 |", "|---|---|---|",
-        f"| one day, all buckets, HTTP | {med(sm['fan_p50']) * 1000:.2f} ms | {med(sm['fan_p99']) * 1000:.2f} ms |",
+        *(f"| one day, all buckets, HTTP, {path} | {med(sm[f'{path}_p50']) * 1000:.2f} ms | "
+          f"{med(sm[f'{path}_p99']) * 1000:.2f} ms |" for path in paths),
         f"| one partition, driver | {med(sm['one_p50']) * 1000:.2f} ms | {med(sm['one_p99']) * 1000:.2f} ms |",
         "", "## Merge kernel", "",
-        f"`merge_sorted_pages` alone, {p['merge_shape']}: **{med(results.merge['rows_s']):,.0f} rows/s**.", "",
+        f"`merge_sorted_pages` alone, {p['merge_shape']}: **{med(results.merge['rows_s']):,.0f} rows/s**.",
     ]
+    if results.merge.get("native_rows_s"):
+        lines.append(f"The compiled `DayMerge` on the same shape as raw pages, parsing, merging and writing NDJSON: "
+                     f"**{med(results.merge['native_rows_s']):,.0f} rows/s**.")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -406,8 +466,12 @@ def plot(results: Results, path: Path) -> None:
         return
     sizes = sorted(results.query)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, label in (("driver", "driver alone (ceiling)"), ("service", "service over HTTP"), ("naive", "naive")):
-        ax.plot(sizes, [med(results.query[s][name]) for s in sizes], marker="o", label=label)
+    sides = (("driver", "driver alone (ceiling)"), ("native", "service over HTTP, native path"),
+             ("python", "service over HTTP, python path"), ("naive", "naive"))
+    for name, label in sides:
+        measured = [s for s in sizes if results.query[s].get(name)]
+        if measured:
+            ax.plot(measured, [med(results.query[s][name]) for s in measured], marker="o", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("rows in the one-day range")
     ax.set_ylabel("rows/s")
@@ -425,6 +489,10 @@ async def run(args: argparse.Namespace) -> Results:
     settings = replace(base, cassandra=replace(base.cassandra, keyspace=keyspace))
     buckets = settings.storage.buckets
     cluster, session = connect(settings.cassandra)
+    # Every side uses the version the cluster accepted (the services are started with it too).
+    settings = replace(settings, cassandra=replace(settings.cassandra, protocol_version=cluster.protocol_version))
+    native = native_version()[0] is not None
+    paths = ["native", "python"] if native else ["python"]
     results = Results()
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
@@ -436,6 +504,7 @@ async def run(args: argparse.Namespace) -> Results:
             "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
                        f" GiB, {platform.platform()}",
             "fetch_size": settings.cassandra.fetch_size, "protocol": settings.cassandra.protocol_version,
+            "paths": paths, "native_version": native_version()[0] or native_version()[1],
             "consistency": settings.cassandra.write_consistency, "batch_rows": settings.ingest.batch_rows,
             "ingest_rows": args.ingest_rows, "ingest_devices": 1000, "clients": args.clients, "batch": args.batch,
             "naive_rows": args.naive_rows, "small_rows": 100,
@@ -446,7 +515,11 @@ async def run(args: argparse.Namespace) -> Results:
             await seed_readings_table(session, keyspace, FIRST_DAY + size_index, size, buckets)
         small_day = FIRST_DAY + len(sizes)
         await seed_readings_table(session, keyspace, small_day, 100, buckets)
-        with service_process(settings) as (url, pid):
+        with contextlib.ExitStack() as services:
+            # One service process per path, both up for the whole run, so every ratio compares one moment.
+            served = {path: services.enter_context(service_process(settings, "on" if path == "native" else "off"))
+                      for path in paths}
+            url, _ = served[paths[0]]
             for run_index in range(args.runs):
                 print(f"bench: run {run_index + 1}/{args.runs}", file=sys.stderr, flush=True)
                 day = FIRST_DAY + 100 + run_index * 3
@@ -465,23 +538,35 @@ async def run(args: argparse.Namespace) -> Results:
                 for size_index, size in enumerate(sizes):
                     q = results.query.setdefault(size, {})
                     day_q = FIRST_DAY + size_index
-                    rate, ttfb, rows, rss = await query_service(url, day_q, pid)
-                    if rows != size:
-                        raise RuntimeError(f"service returned {rows} rows, expected {size}")
-                    results.add(q, "service", rate)
-                    results.add(q, "ttfb", ttfb)
-                    results.add(q, "rss", rss)
-                    rate, rows = await query_driver(session, settings, day_q, buckets)
-                    results.add(q, "driver", rate)
-                    rate, rows = await asyncio.to_thread(query_naive, session, keyspace, day_q, buckets,
-                                                         settings.cassandra.fetch_size)
-                    results.add(q, "naive", rate)
-                fan, one = await small_queries(url, session, store, small_day, args.small_repeats)
-                results.add(results.small, "fan_p50", percentile(fan, 0.5))
-                results.add(results.small, "fan_p99", percentile(fan, 0.99))
-                results.add(results.small, "one_p50", percentile(one, 0.5))
-                results.add(results.small, "one_p99", percentile(one, 0.99))
+                    # Sides in turn, the order rotating with the run, so no side always follows the same one.
+                    sides = [*paths, "driver"]
+                    sides = sides[run_index % len(sides):] + sides[: run_index % len(sides)]
+                    for side in sides:
+                        if side == "driver":
+                            rate, rows = await query_driver(session, settings, day_q, buckets)
+                            results.add(q, "driver", rate)
+                            continue
+                        path_url, pid = served[side]
+                        rate, ttfb, rows, rss = await query_service(path_url, day_q, pid)
+                        if rows != size:
+                            raise RuntimeError(f"{side} service returned {rows} rows, expected {size}")
+                        results.add(q, side, rate)
+                        results.add(q, f"{side}_ttfb", ttfb)
+                        results.add(q, f"{side}_rss", rss)
+                    if size <= args.naive_max_rows:
+                        rate, rows = await asyncio.to_thread(query_naive, session, keyspace, day_q, buckets,
+                                                             settings.cassandra.fetch_size)
+                        results.add(q, "naive", rate)
+                for path in paths:
+                    path_url, _ = served[path]
+                    fan, one = await small_queries(path_url, session, store, small_day, args.small_repeats)
+                    results.add(results.small, f"{path}_p50", percentile(fan, 0.5))
+                    results.add(results.small, f"{path}_p99", percentile(fan, 0.99))
+                    results.add(results.small, "one_p50", percentile(one, 0.5))
+                    results.add(results.small, "one_p99", percentile(one, 0.99))
                 results.add(results.merge, "rows_s", await merge_kernel(16, args.merge_pages, 1000))
+                if native:
+                    results.add(results.merge, "native_rows_s", native_kernel(16, args.merge_pages, 1000))
         if not args.keep:
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
     finally:
@@ -500,6 +585,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--small-repeats", type=int, default=200)
     parser.add_argument("--merge-pages", type=int, default=20)
+    parser.add_argument("--naive-max-rows", type=int, default=5_000_000,
+                        help="skip the naive query (which holds the whole day in memory) above this size")
     parser.add_argument("--keyspace", default="bench", help="scratch keyspace, dropped and created anew")
     parser.add_argument("--keep", action="store_true", help="keep the bench keyspace afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
