@@ -30,8 +30,9 @@ class TestStreaming:
             gc.collect()
             tracemalloc.start()
             try:
-                asyncio.run(load([str(path)], sink, options(tmp_path, batch_rows=200, read_bytes=65536),
-                                 SilentProgress()))
+                asyncio.run(
+                    load([str(path)], sink, options(tmp_path, batch_rows=200, read_bytes=65536), SilentProgress())
+                )
                 return tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()

@@ -162,7 +162,7 @@ class TestExecute:
     async def test_result_from_the_driver_thread_arrives_on_the_loop(self, loop_errors: list[Any]) -> None:
         """A result called back on another thread is returned to the awaiting coroutine."""
         future = FakeResponseFuture([[("a", 1)]])
-        rows = await bounded(execute(FakeSession(future), FakeStatement(), (1,), 1.0, "write"))  # type: ignore[arg-type]
+        rows = await bounded(execute(FakeSession(future), FakeStatement(), (1,), 1.0, "write"))
         await settle(future)
         assert [("a", 1)] == rows
         assert threading.get_ident() not in future.callback_threads
@@ -172,7 +172,7 @@ class TestExecute:
     async def test_result_already_there_is_called_back_inline(self, loop_errors: list[Any]) -> None:
         """The driver calls back in the caller's thread when the result is in; that works too."""
         future = FakeResponseFuture([[("a", 1)]], inline=True)
-        assert [("a", 1)] == await bounded(execute(FakeSession(future), FakeStatement(), None, 1.0))  # type: ignore[arg-type]
+        assert [("a", 1)] == await bounded(execute(FakeSession(future), FakeStatement(), None, 1.0))
         assert [threading.get_ident()] == future.callback_threads
         assert [] == loop_errors
 
@@ -189,7 +189,7 @@ class TestExecute:
         """An error called back from the driver thread is raised on the loop as the store's error, caused by it."""
         future = FakeResponseFuture([error])
         with pytest.raises(kind, match=message) as raised:
-            await bounded(execute(FakeSession(future), FakeStatement(), None, 1.0))  # type: ignore[arg-type]
+            await bounded(execute(FakeSession(future), FakeStatement(), None, 1.0))
         await settle(future)
         assert error is raised.value.__cause__
         assert kind is type(raised.value)
@@ -200,14 +200,14 @@ class TestExecute:
         """NoHostAvailable, raised by execute_async itself and not a DriverException, means unavailable."""
         session = FakeSession(NoHostAvailable("Unable to connect to any servers", {}))
         with pytest.raises(StoreUnavailable, match="NoHostAvailable") as raised:
-            await execute(session, FakeStatement(), None, 1.0)  # type: ignore[arg-type]
+            await execute(session, FakeStatement(), None, 1.0)
         assert isinstance(raised.value.__cause__, NoHostAvailable)
 
     async def test_no_answer_times_out(self, loop_errors: list[Any]) -> None:
         """A driver that never calls back ends in StoreUnavailable after twice the request timeout."""
         future = FakeResponseFuture([[1]], answer=False)
         with pytest.raises(StoreUnavailable, match="no answer in time"):
-            await bounded(execute(FakeSession(future), FakeStatement(), None, 0.01))  # type: ignore[arg-type]
+            await bounded(execute(FakeSession(future), FakeStatement(), None, 0.01))
         assert future.cleared
         assert [] == loop_errors
 
@@ -219,7 +219,7 @@ class TestPages:
         future = FakeResponseFuture([[1, 2], [], [3, 4, 5], [6]])
         session = FakeSession(future)
         statement = FakeStatement(fetch_size=50)
-        scan = pages(session, statement, (7,), 1.0, first_page_rows=2)  # type: ignore[arg-type]
+        scan = pages(session, statement, (7,), 1.0, first_page_rows=2)
         assert [[1, 2], [3, 4, 5], [6]] == await bounded(drain(scan))
         await settle(future)
         sent, params, _ = session.sent[0]
@@ -234,7 +234,7 @@ class TestPages:
     async def test_next_page_is_requested_while_the_caller_holds_one(self, loop_errors: list[Any]) -> None:
         """The next page is fetched as soon as a page is handed over, and no further: two pages at most."""
         future = FakeResponseFuture([[1], [2], [3]])
-        scan = pages(FakeSession(future), FakeStatement(), None, 1.0)  # type: ignore[arg-type]
+        scan = pages(FakeSession(future), FakeStatement(), None, 1.0)
         first = await bounded(anext(scan))
         assert ([1], 1) == (first, future.fetches)
         assert [[2], [3]] == await bounded(drain(scan))
@@ -246,7 +246,7 @@ class TestPages:
         """A page that fails after others were handed over raises the store's error from the generator."""
         error = OperationTimedOut("page 2")
         future = FakeResponseFuture([[1], error])
-        scan = pages(FakeSession(future), FakeStatement(), None, 1.0)  # type: ignore[arg-type]
+        scan = pages(FakeSession(future), FakeStatement(), None, 1.0)
         assert [1] == await bounded(anext(scan))
         with pytest.raises(StoreUnavailable, match="page 2"):
             await bounded(anext(scan))
@@ -259,7 +259,7 @@ class TestCancellation:
     async def test_cancelled_execute_ignores_a_late_result(self, loop_errors: list[Any]) -> None:
         """Cancelling the awaiting task is safe even when the driver calls back afterwards."""
         future = FakeResponseFuture([[1]], held=frozenset({0}), late=True)
-        task = asyncio.create_task(execute(FakeSession(future), FakeStatement(), None, 1.0))  # type: ignore[arg-type]
+        task = asyncio.create_task(execute(FakeSession(future), FakeStatement(), None, 1.0))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -277,7 +277,7 @@ class TestCancellation:
         pages, and the page (or error) that lands afterwards is dropped: nothing is logged, even once the
         driver forgets the request."""
         future = FakeResponseFuture([[1], late_page, [3]], held=frozenset({1}), late=True)
-        scan = pages(FakeSession(future), FakeStatement(), None, 1.0)  # type: ignore[arg-type]
+        scan = pages(FakeSession(future), FakeStatement(), None, 1.0)
         assert [1] == await bounded(anext(scan))
         if how == "aclose":
             await scan.aclose()
