@@ -131,3 +131,10 @@ class TestRoutes:
         response = await client.get("/nope")
         assert 404 == response.status
         assert "application/problem+json" == response.content_type
+
+    async def test_wrong_method_is_a_problem_with_allow(self, client: Any) -> None:
+        """A method a route does not take is a 405 problem that still says, in Allow, which methods it takes."""
+        response = await client.delete("/readings")
+        assert 405 == response.status
+        assert "application/problem+json" == response.content_type
+        assert {"GET", "HEAD", "POST"} == {m.strip() for m in response.headers["Allow"].split(",")}
