@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pytest
@@ -23,9 +22,12 @@ def cassandra_session() -> NoReturn:
     pytest.fail("a unit test asked for Cassandra; storage tests belong in tests/integration")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_cql_connections() -> Iterator[None]:
-    """A connection to a CQL port, from a test or from a driver thread it started, raises instead."""
+@pytest.fixture(autouse=True)
+def no_cql_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection to a CQL port, from the test or from a driver thread it started, is refused.
+
+    Per test, not per session: the patch must never outlive the unit tests when one run holds both suites.
+    """
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
 
@@ -41,8 +43,5 @@ def no_cql_connections() -> Iterator[None]:
         refuse(address)
         return original_connect_ex(self, address)
 
-    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
-    yield
-    socket.socket.connect = original_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = original_connect_ex  # type: ignore[method-assign]
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
