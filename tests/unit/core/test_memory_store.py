@@ -18,6 +18,7 @@ from readings_service.core.memory_store import MemoryStore
 from readings_service.core.model import Reading
 from readings_service.core.ordering import uuid_order_key
 from readings_service.core.store import After, Pages, ReadingStore, StoredRow
+from tests.conftest import examples
 
 DAY_MS = 86_400_000
 BASE_MS = 19_000 * DAY_MS
@@ -57,7 +58,7 @@ class TestProtocol:
 
 
 class TestClusteringOrder:
-    @settings(max_examples=30)
+    @settings(max_examples=examples(120))
     @given(
         data=readings,
         page_rows=st.integers(1, 7),
@@ -91,7 +92,7 @@ class TestClusteringOrder:
             assert expected == list(chain.from_iterable(pages))
             assert all(0 < len(page) <= page_rows for page in pages)
 
-    @settings(max_examples=25)
+    @settings(max_examples=examples(100))
     @given(data=readings, cut=st.integers(0, 59))
     def test_after_resumes_strictly_after_the_row(self, runner: asyncio.Runner, data: list[Reading], cut: int) -> None:
         """With `after`, a partition pages out the rows strictly after (ts, device_id) and before end."""

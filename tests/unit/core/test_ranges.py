@@ -21,6 +21,7 @@ from readings_service.core.ordering import uuid_order_key
 from readings_service.core.ranges import RangeRequest, device_chunks, plan_days, range_chunks, row_key, take
 from readings_service.core.store import After, Pages, StoredRow
 from readings_service.errors import StoreUnavailable
+from tests.conftest import examples
 
 DAY_MS = 86_400_000
 BASE_MS = 19_000 * DAY_MS  # midnight, 2022-01-08
@@ -149,7 +150,7 @@ class TestDayChaining:
         assert everything(store) == list(chain.from_iterable(chunks))
         assert all(chunks)
 
-    @settings(max_examples=30)
+    @settings(max_examples=examples(120))
     @given(
         data=st.lists(
             st.tuples(st.sampled_from(DEVICES), st.integers(0, 4 * DAY_MS - 1), st.floats(-9, 9)), max_size=40
@@ -274,7 +275,7 @@ def rows(n: int, start: int = 0) -> list[StoredRow]:
 
 
 class TestTake:
-    @settings(max_examples=30)
+    @settings(max_examples=examples(120))
     @given(sizes=st.lists(st.integers(1, 5), max_size=8), limit=st.none() | st.integers(1, 45))
     def test_exactly_the_first_limit_rows(self, runner: asyncio.Runner, sizes: list[int], limit: int | None) -> None:
         """The chunks of `take` are the first `limit` rows (all without a limit), in the source's chunking; the
