@@ -45,7 +45,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return problem(error.status, error.reason, error.text or error.reason)
+        response = problem(error.status, error.reason, error.text or error.reason)
+        # The headers the status needs go along (Allow on a 405); the body and its headers are ours.
+        for name, value in error.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.add(name, value)
+        return response
     except ConnectionResetError:
         raise  # the client went away: there is no one to answer
     except Exception as error:
