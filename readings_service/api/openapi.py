@@ -21,6 +21,9 @@ Json = dict[str, Any]
 
 PROBLEM = "application/problem+json"
 NDJSON = "application/x-ndjson"
+EXAMPLE_DEVICE = "0191b2f4-65a3-7c3e-8a1b-2f6c1f0e9d42"
+EXAMPLE_READING = {"device_id": EXAMPLE_DEVICE, "ts": "2026-01-02T03:04:05.000Z", "temperature": 20.5,
+                   "pressure": 1013.2}
 UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 
 ERRORS = {
@@ -85,18 +88,22 @@ def _problem_response(status: int) -> Json:
 
 RANGE_PARAMETERS = [
     {"name": "start", "in": "query", "required": True, "schema": _ref("schemas", "Timestamp"),
+     "example": "2026-01-02T00:00:00Z",
      "description": "Inclusive start: RFC 3339 with an offset, or integer epoch milliseconds. A `+` that arrives "
                     "unencoded (as a space) is understood."},
     {"name": "end", "in": "query", "required": True, "schema": _ref("schemas", "Timestamp"),
+     "example": "2026-01-03T00:00:00Z",
      "description": "Exclusive end, as `start`. After `start`, at most `query.max_range_days` (31) days later."},
     {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "string", "pattern": "^[0-9]+$", "description": "A positive integer."},
+     "schema": {"type": "string", "pattern": "^[0-9]+$", "description": "A positive integer."}, "example": "100",
      "description": "At most this many lines (and at most `query.max_limit` when that is set)."},
     {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+     "example": f"2026-01-02T03:04:05.000Z,{EXAMPLE_DEVICE}",
      "description": "Resume strictly after the line with this `<ts>,<device_id>` (as printed)."},
 ]
 DEVICE_ID = {"name": "device_id", "in": "path", "required": True,
-             "schema": {"type": "string", "format": "uuid"}, "description": "The device's UUID."}
+             "schema": {"type": "string", "format": "uuid"}, "example": EXAMPLE_DEVICE,
+             "description": "The device's UUID."}
 STREAM = {
     "description": (
         "The readings of the range, one JSON object per line (`Reading`), ordered by `ts`, then `device_id` in "
@@ -113,6 +120,11 @@ STREAM = {
 
 def _schemas() -> Json:
     number = {"type": "number"}
+    token = {
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {"type": "string", "enum": list(SCOPES)}},
+        "created": {"type": "string", "format": "date-time"},
+    }
     return {
         "Problem": {
             "type": "object",
@@ -165,6 +177,7 @@ def _schemas() -> Json:
                 "pressure": number,
             },
             "additionalProperties": False,
+            "examples": [EXAMPLE_READING],
         },
         "Reading": {
             "type": "object",
@@ -187,11 +200,13 @@ def _schemas() -> Json:
         "Token": {
             "type": "object",
             "required": ["name", "scopes", "created"],
-            "properties": {
-                "name": {"type": "string"},
-                "scopes": {"type": "array", "items": {"type": "string", "enum": list(SCOPES)}},
-                "created": {"type": "string", "format": "date-time"},
-            },
+            "properties": token,
+            "additionalProperties": False,
+        },
+        "IssuedToken": {
+            "type": "object",
+            "required": ["name", "scopes", "created", "token"],
+            "properties": token | {"token": {"type": "string", "description": "The secret, shown only here."}},
             "additionalProperties": False,
         },
     }
@@ -212,9 +227,7 @@ def _paths() -> Json:
         },
     }
     latest_ok = _json("The device's newest reading.", _ref("schemas", "Reading"))
-    token_ok = _json("The token; `token` is its secret, shown only here.", {"allOf": [
-        _ref("schemas", "Token"),
-        {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}]})
+    token_ok = _json("The token; `token` is its secret, shown only here.", _ref("schemas", "IssuedToken"))
     metrics_ok = {"description": "Prometheus text exposition.",
                   "content": {"text/plain": {"schema": {"type": "string"}}}}
     public: list[Json] = []
