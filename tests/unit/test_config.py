@@ -193,7 +193,8 @@ class TestCorsOrigins:
         """Exact origins only: no wildcard, no path, no trailing slash; the message names the bad entry."""
         path = tmp_path / "c.toml"
         path.write_text(f'[http]\ncors_origins = ["https://ok.example.com", "{origin}"]\n')
-        with pytest.raises(ConfigError, match=r"http\.cors_origins = .* must list origins.*not " + re.escape(repr(origin))):
+        expected = r"http\.cors_origins = .* must list origins.*not " + re.escape(repr(origin))
+        with pytest.raises(ConfigError, match=expected):
             load_settings(path, {})
 
 
