@@ -99,8 +99,8 @@ class TestKnownErrors:
         assert "application/problem+json" == response.content_type
 
 
-class TestFoundByFuzzing:
-    """Requests the live fuzzer (tests/integration/test_fuzz.py) found answered with a 500."""
+class TestRangeParameterEdges:
+    """Parameter values that were answered with a 500."""
 
     @pytest.mark.parametrize(("query", "parameter"), [
         ("start=0&end=9999999999999999", "end"),
