@@ -11,6 +11,7 @@ schemathesis.toml beside this file, its hooks fuzz_hooks.py.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -85,6 +86,24 @@ def test_fuzz_conforms(live: tuple[Service, str], tmp_path: Path) -> None:
     assert 0 == done.returncode, f"{output}\nservice log:\n{service.log()[-5000:]}"
     assert requests >= MIN_REQUESTS
     assert "Traceback" not in service.log()
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GET /readings?start=" + b"1" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}", 415),
+])
+def test_serve_answers_parser_errors_as_problems(live: tuple[Service, str], raw: bytes, status: int) -> None:
+    """The serve command runs the server whose parser errors are problem+json (test_http_protocol has the rest)."""
+    service, _ = live
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert f" {status} ".encode() in head.split(b"\r\n")[0], head  # HTTP/1.0: the request's version is unknown
+    assert b"content-type: application/problem+json" in head.lower()
+    assert status == orjson.loads(body)["status"]
 
 
 def count_requests(report: Path) -> int:
