@@ -62,17 +62,16 @@ def config_from(args: argparse.Namespace) -> LoadedSettings:
 
 
 def run_serve(settings: Settings) -> None:
-    from aiohttp import web
+    import asyncio
 
     from readings_service.api.app import create_app
+    from readings_service.api.server import serve
     from readings_service.store.cassandra import open_store
     from readings_service.store.tokens import open_tokens
 
     app = create_app(settings, open_store, open_tokens)
     try:
-        web.run_app(app, host=settings.http.host, port=settings.http.port, handler_cancellation=True,
-                    shutdown_timeout=settings.http.shutdown_timeout_s, access_log=None,
-                    print=lambda text: logging.getLogger("readings_service").info("%s", text.strip()))
+        asyncio.run(serve(app, settings.http.host, settings.http.port, settings.http.shutdown_timeout_s))
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise

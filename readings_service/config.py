@@ -21,6 +21,8 @@ DEFAULT = "default"
 CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 REPLICATION_CLASSES = ("SimpleStrategy", "NetworkTopologyStrategy")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+# A web origin as a browser sends it: scheme, host, optional port; no path, no trailing slash.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -49,6 +51,13 @@ def _identifier(value: Any) -> str | None:
 
 def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
+
+
+def _origins(value: Any) -> str | None:
+    bad = [origin for origin in value if not _ORIGIN.fullmatch(origin)]
+    if bad:
+        return f"must list origins such as \"https://app.example.com\" (scheme://host[:port]); not {bad[0]!r}"
+    return None
 
 
 def _setting(default: Any, rule: Callable[[Any], str | None]) -> Any:
@@ -105,6 +114,7 @@ class HttpSettings:
     shutdown_timeout_s: float = _setting(30.0, _not_negative)
     queue_timeout_s: float = _setting(1.0, _not_negative)
     access_log: str = _setting("text", _one_of(("text", "json", "off")))
+    cors_origins: tuple[str, ...] = _setting((), _origins)
 
 
 def _any(value: Any) -> str | None:

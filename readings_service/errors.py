@@ -11,6 +11,8 @@ class ServiceError(Exception):
 
     status = 500
     title = "Internal error"
+    # The request's bytes cannot be trusted to end where the next request begins: answer, then close.
+    close_connection = False
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -27,6 +29,12 @@ class BadRequest(ServiceError):
 
     status = 400
     title = "Bad request"
+
+
+class UndecodableBody(BadRequest):
+    """The body cannot be decoded in its Content-Encoding (or its framing is broken)."""
+
+    close_connection = True
 
 
 class InvalidReadings(ServiceError):
@@ -82,6 +90,35 @@ class TooLarge(ServiceError):
 
     status = 413
     title = "Request too large"
+
+
+class UriTooLong(ServiceError):
+    """The request target is longer than the server reads."""
+
+    status = 414
+    title = "URI too long"
+
+
+class UnsupportedEncoding(ServiceError):
+    """A body in a Content-Encoding the service does not decode."""
+
+    status = 415
+    title = "Unsupported content encoding"
+
+    def __init__(self, encoding: str, supported: Sequence[str]) -> None:
+        super().__init__(f"Content-Encoding {encoding!r} is not supported; use one of {', '.join(supported)}",
+                         encoding=encoding, supported=list(supported))
+        self.supported = tuple(supported)
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": ", ".join(self.supported)}  # RFC 9110 section 12.5.3
+
+
+class HeadersTooLarge(ServiceError):
+    """A header line, or the number of them, is over what the server reads."""
+
+    status = 431
+    title = "Request header fields too large"
 
 
 class NotFound(ServiceError):

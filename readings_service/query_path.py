@@ -84,15 +84,16 @@ def select_query_path(settings: QuerySettings, store: ReadingStore) -> QueryPath
         path = QueryPath(PYTHON, "query.native = off", _python_range, _python_device)
     elif version is None:
         if settings.native == "on":
-            raise ConfigError(f"query.native = 'on' but the compiled module cannot be imported ({why_not}); "
-                              f"{_BUILD_HINT}")
-        path = QueryPath(PYTHON, f"the compiled module is not installed ({why_not}); {_BUILD_HINT}",
-                         _python_range, _python_device)
+            raise ConfigError(
+                f"query.native = 'on' but the compiled module cannot be imported ({why_not}); {_BUILD_HINT}"
+            )
+        path = QueryPath(
+            PYTHON, f"the compiled module is not installed ({why_not}); {_BUILD_HINT}", _python_range, _python_device
+        )
     elif not isinstance(store, RawPageStore):
         if settings.native == "on":
             raise ConfigError(f"query.native = 'on' but the store ({type(store).__name__}) has no raw pages")
-        path = QueryPath(PYTHON, f"the store ({type(store).__name__}) has no raw pages", _python_range,
-                         _python_device)
+        path = QueryPath(PYTHON, f"the store ({type(store).__name__}) has no raw pages", _python_range, _python_device)
     else:
         path = _native_path(version)
     level = logging.WARNING if path.name == PYTHON and settings.native == "auto" else logging.INFO

@@ -19,10 +19,22 @@ from hypothesis import settings as hypothesis_settings
 from readings_service.config import Settings, load_settings
 
 # Shared 2-core machines make wall-clock deadlines flaky; properties are about results, not speed.
+# scripts/test, what CI runs, selects the "ci" profile: every property runs its full number of examples.
+# Elsewhere (scripts/check, a bare pytest) "dev" runs a quarter of them, so the unit suite stays a loop of seconds.
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 hypothesis_settings.register_profile(
-    "project", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    "ci",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-hypothesis_settings.load_profile("project")
+hypothesis_settings.register_profile("dev", hypothesis_settings.get_profile("ci"), max_examples=25)
+hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(ci: int) -> int:
+    """A property's number of examples: `ci` under the ci profile, a quarter of it (at least 10) otherwise."""
+    return ci if HYPOTHESIS_PROFILE == "ci" else max(10, ci // 4)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every keyspace a run creates ends with the run's id, so runs sharing a node never collide; the session's

@@ -16,6 +16,8 @@ from readings_service.api.access_log import access_log_middleware
 from readings_service.api.admission import Admission
 from readings_service.api.auth import TokenOpener, setup_auth
 from readings_service.api.bodies import parse_flag, read_body
+from readings_service.api.cors import setup_cors
+from readings_service.api.openapi import openapi_json
 from readings_service.api.params import parse_range
 from readings_service.api.problems import problems_middleware
 from readings_service.api.shutdown import Shutdown
@@ -171,5 +173,7 @@ def create_app(
     app.router.add_get("/readings", get_readings)
     app.router.add_get("/devices/{device_id}/readings", get_device_readings)
     app.router.add_get("/devices/{device_id}/latest", get_latest)
+    app.router.add_get("/openapi.json", openapi_json)
     setup_auth(app, settings, open_tokens)
+    setup_cors(app, settings.http.cors_origins)
     return app

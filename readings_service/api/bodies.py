@@ -6,14 +6,30 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from readings_service.errors import BadRequest, TooLarge
+from readings_service.errors import BadRequest, TooLarge, UndecodableBody, UnsupportedEncoding
+
+# What aiohttp decodes whatever else is installed (it also decodes br and zstd when their libraries happen to be
+# there, which a deployment must not depend on). One coding only: a list of them is refused.
+SUPPORTED_ENCODINGS = ("gzip", "deflate", "identity")
+
+
+def content_encoding(request: web.Request) -> str:
+    """The body's Content-Encoding, lower-cased; "identity" when none is named."""
+    return request.headers.get("Content-Encoding", "").strip().lower() or "identity"
+
+
+def check_encoding(request: web.Request) -> None:
+    """Refuse a body whose Content-Encoding is not one of SUPPORTED_ENCODINGS (415)."""
+    encoding = content_encoding(request)
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise UnsupportedEncoding(request.headers.get("Content-Encoding", "").strip(), SUPPORTED_ENCODINGS)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body after any gzip decoding, refusing more than `limit` bytes."""
-    if request.content_length is not None and request.content_length > limit and not request.headers.get(
-        "Content-Encoding"
-    ):
+    check_encoding(request)
+    compressed = content_encoding(request) != "identity"
+    if request.content_length is not None and request.content_length > limit and not compressed:
         raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}", limit=limit)
     parts: list[bytes] = []
     size = 0
@@ -24,8 +40,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                 raise TooLarge(f"body is over the limit of {limit} bytes (after decompression)", limit=limit)
             parts.append(part)
     except (ContentEncodingError, RequestPayloadError) as error:
+        # The rest of the body is not read (aiohttp would otherwise read it after the answer, and log the same
+        # error again with a traceback); the connection closes after the answer.
+        request.content.feed_eof()
         reason = getattr(error, "message", str(error)).strip()
-        raise BadRequest(f"body cannot be decoded: {reason}") from None
+        raise UndecodableBody(f"body cannot be decoded: {reason}") from None
     return b"".join(parts)
 
 

@@ -35,7 +35,7 @@ def parse_limit(raw: str | None, max_limit: int) -> int | None:
     """A positive line limit, capped by max_limit when that is set."""
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # isdigit alone admits "²", which int() refuses
         raise BadRequest(f"parameter limit={raw!r} must be a positive integer", parameter="limit")
     limit = int(raw)
     if max_limit and limit > max_limit:

@@ -23,6 +23,36 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON)
 
 
+def error_response(error: ServiceError) -> web.Response:
+    """The problem response of a ServiceError, with the headers it adds (Retry-After, WWW-Authenticate, ...)."""
+    response = problem(error.status, error.title, error.detail, **error.extra)
+    if isinstance(error, Unavailable):
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    response.headers.update(error.headers())
+    if error.close_connection:
+        response.force_close()
+    return response
+
+
+def http_error_response(request: web.Request, error: web.HTTPException) -> web.Response:
+    """aiohttp's own 4xx/5xx (no route, method not allowed, body too large) as problem+json."""
+    if isinstance(error, web.HTTPNotFound):
+        return problem(404, "Not found", f"no resource at {request.path}")
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        allowed = sorted(error.allowed_methods)
+        response = problem(405, "Method not allowed",
+                           f"{error.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+                           allowed=allowed)
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    response = problem(error.status, error.reason, error.text or error.reason)
+    # The headers the status needs go along; the body and its headers are ours.
+    for name, value in error.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers.add(name, value)
+    return response
+
+
 def internal_detail(error: Exception) -> str:
     """What a client is told of an unexpected error: its type only, as the message may hold hosts, queries, paths."""
     return f"unexpected {type(error).__name__}; the service logged the details"
@@ -37,15 +67,11 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except ServiceError as error:
-        response = problem(error.status, error.title, error.detail, **error.extra)
-        if isinstance(error, Unavailable):
-            response.headers["Retry-After"] = str(error.retry_after_s)
-        response.headers.update(error.headers())
-        return response
+        return error_response(error)
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return problem(error.status, error.reason, error.text or error.reason)
+        return http_error_response(request, error)
     except ConnectionResetError:
         raise  # the client went away: there is no one to answer
     except Exception as error:

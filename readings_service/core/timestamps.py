@@ -45,10 +45,11 @@ class TimestampError(ValueError):
 def parse_time_text(raw: str) -> int:
     """Epoch ms of a timestamp given as text (a query string, a command line): integer epoch ms or RFC 3339.
 
-    A `+` offset that arrived unencoded in a query string, and so as a space, is understood.
+    A `+` offset that arrived unencoded in a query string, and so as a space, is understood. Epoch ms must lie
+    in the same years 0001 to 9999 as every other timestamp.
     """
     if _EPOCH_MS_TEXT.fullmatch(raw):
-        return int(raw)
+        return parse_timestamp(int(raw))
     fixed = _SPACE_OFFSET.fullmatch(raw)
     return parse_timestamp(f"{fixed[1]}+{fixed[2]}" if fixed else raw)
 

@@ -58,12 +58,16 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
-    """The scopes as a set if every one is known and there is at least one, else BadRequest."""
-    chosen = frozenset(scopes)
-    unknown = sorted(s for s in chosen if s not in SCOPES)
+def check_scopes(scopes: Iterable[object]) -> frozenset[str]:
+    """The scopes as a set if every one is a known scope name and there is at least one, else BadRequest.
+
+    The items come from a client's JSON: anything, objects and arrays included, is named, never hashed.
+    """
+    listed = list(scopes)
+    chosen = frozenset(s for s in listed if isinstance(s, str) and s in SCOPES)
+    unknown = sorted({repr(s) for s in listed if not (isinstance(s, str) and s in SCOPES)})
     if unknown or not chosen:
-        what = f"unknown scope(s) {', '.join(map(repr, unknown))}" if unknown else "no scope given"
+        what = f"unknown scope(s) {', '.join(unknown)}" if unknown else "no scope given"
         raise BadRequest(f"{what}; scopes are {', '.join(SCOPES)}", parameter="scopes")
     return chosen
 

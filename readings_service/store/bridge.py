@@ -63,6 +63,10 @@ class _PageSlot:
     def renew(self) -> None:
         self.future = self.loop.create_future()
 
+    def close(self) -> None:
+        """Drop a page still in flight: an error landing in a future nobody awaits would be logged."""
+        self.future.cancel()
+
     def on_page(self, rows: Any, has_more: bool) -> None:
         if not self.future.done():
             self.has_more = has_more
@@ -135,7 +139,7 @@ async def pages(
 
     At most two pages exist per query: the one the caller holds and the one in flight. `first_page_rows`
     makes the first page smaller than the statement's fetch size (a fast first byte); later pages use the
-    statement's. Closing the generator stops the paging (the in-flight page lands in a future nobody awaits).
+    statement's. Closing the generator stops the paging (the in-flight page, or its error, is dropped).
     """
     slot = _PageSlot(asyncio.get_running_loop())
     later_fetch_size = statement.fetch_size
@@ -162,6 +166,7 @@ async def pages(
                 return
     finally:
         response.clear_callbacks()
+        slot.close()
 
 
 async def gather_bounded(calls: list[Callable[[], Any]], limit: int) -> None:

@@ -38,8 +38,14 @@ class RawRowsMessage(ResultMessage):  # type: ignore[misc]
     """A RESULT message whose rows stay as the bytes Cassandra sent: `[int rows]` then `[int length][bytes]`
     per cell."""
 
-    def recv_results_rows(self, f: io.BytesIO, protocol_version: int, user_type_map: Any, result_metadata: Any,
-                          column_encryption_policy: Any) -> None:
+    def recv_results_rows(
+        self,
+        f: io.BytesIO,
+        protocol_version: int,
+        user_type_map: Any,
+        result_metadata: Any,
+        column_encryption_policy: Any,
+    ) -> None:
         self.recv_results_metadata(f, user_type_map)
         column_metadata = self.column_metadata or result_metadata
         self.column_names = [column[2] for column in column_metadata]

@@ -1,4 +1,7 @@
-"""Range queries against the real Cassandra: order, paging, streaming, disconnects and mid-stream errors."""
+"""Range queries against the real Cassandra: order, paging, streaming, disconnects and mid-stream errors.
+
+Parameter errors and other answers that need no storage are tested in tests/unit/api/test_query.py.
+"""
 
 from __future__ import annotations
 
@@ -179,51 +182,6 @@ class TestRangeProperties:
                 break
             after = f"&after={page[-1][0]},{page[-1][1]}"
         assert printed(reference_sort(to_rows(readings))) == seen
-
-
-class TestEdges:
-    async def test_empty_range(self, client: Any) -> None:
-        """A range with no data is an empty 200 NDJSON body."""
-        response = await client.get("/readings?start=2020-01-01T00:00:00Z&end=2020-01-03T00:00:00Z")
-        assert 200 == response.status
-        assert "application/x-ndjson" == response.content_type
-        assert b"" == await response.read()
-
-    async def test_offsets_and_plus_sign_unencoded(self, client: Any, store: Any) -> None:
-        """Offsets in parameters work, even when the '+' arrived unencoded as a space."""
-        device = uuid.uuid4()
-        await store.write([Reading(device, 1_700_000_000_000, 1.0, 2.0)])  # 2023-11-14T22:13:20Z
-        for start in ("2023-11-14T23:13:00%2B01:00", "2023-11-14T23:13:00+01:00"):
-            response = await client.get(f"/readings?start={start}&end=1700000000001")
-            assert [(device, 1.0)] == [(r[1], r[2]) for r in parse_lines(await response.read())]
-
-    @pytest.mark.parametrize(
-        ("query", "parameter"),
-        [
-            ("end=1", "start"),
-            ("start=1", "end"),
-            ("start=yesterday&end=1", "start"),
-            ("start=2026-01-01T00:00:00&end=1", "start"),
-            ("start=10&end=10", "end"),
-            ("start=0&end=2764800001", "end"),
-            ("start=0&end=10&limit=0", "limit"),
-            ("start=0&end=10&limit=ten", "limit"),
-            ("start=0&end=10&after=5", "after"),
-            ("start=0&end=10&after=5,not-a-uuid", "after"),
-            ("start=0&end=10&after=x,7d444840-9dc0-11d1-b245-5ffdce74fad2", "after"),
-        ],
-    )
-    async def test_bad_parameters(self, client: Any, query: str, parameter: str) -> None:
-        """Bad parameters are 400 problem+json naming the parameter, before any data."""
-        response = await client.get(f"/readings?{query}")
-        assert 400 == response.status
-        assert "application/problem+json" == response.content_type
-        assert parameter == (await response.json())["parameter"]
-
-    async def test_bad_device_id(self, client: Any) -> None:
-        """A device path segment that is not a UUID is a 400."""
-        assert 400 == (await client.get("/devices/abc/readings?start=0&end=1")).status
-        assert 400 == (await client.get("/devices/abc/latest")).status
 
 
 class RecordingStore:

@@ -44,10 +44,12 @@ def devices(rng: random.Random) -> list[uuid.UUID]:
 
 def write_raw(session: Any, keyspace: str, rows: list[tuple[int, uuid.UUID, float | None, float | None]]) -> None:
     """Rows through CQL, into both tables the range queries read."""
-    readings = session.prepare(f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, "
-                               "pressure) VALUES (?, ?, ?, ?, ?, ?)")
-    by_device = session.prepare(f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, "
-                                "pressure) VALUES (?, ?, ?, ?, ?)")
+    readings = session.prepare(
+        f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    by_device = session.prepare(
+        f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, pressure) VALUES (?, ?, ?, ?, ?)"
+    )
     for ts, device, temperature, pressure in rows:
         day = ts // MS_PER_DAY + DATE_EPOCH_OFFSET
         session.execute(readings, (day, bucket_of(device, 16), ts, device, temperature, pressure))
@@ -56,7 +58,11 @@ def write_raw(session: Any, keyspace: str, rows: list[tuple[int, uuid.UUID, floa
 
 class TestPathsAgree:
     async def test_http_responses_are_identical(
-        self, aiohttp_client: Any, cassandra_session: Any, raw_session: Any, shared_keyspace: Settings,
+        self,
+        aiohttp_client: Any,
+        cassandra_session: Any,
+        raw_session: Any,
+        shared_keyspace: Settings,
         truncate: Any,
     ) -> None:
         """Ranges over several days, per device, with after and limit: the same status and the same bytes."""
@@ -67,30 +73,46 @@ class TestPathsAgree:
         rng = random.Random(11)
         pool = devices(rng)
         moments = [BASE + rng.randrange(4 * MS_PER_DAY) for _ in range(60)] + [BASE, BASE + MS_PER_DAY - 1]
-        readings = {(d, ts): Reading(d, ts, rng.uniform(-40, 60), rng.uniform(950, 1050))
-                    for d, ts in ((rng.choice(pool), rng.choice(moments)) for _ in range(1500))}
+        readings = {
+            (d, ts): Reading(d, ts, rng.uniform(-40, 60), rng.uniform(950, 1050))
+            for d, ts in ((rng.choice(pool), rng.choice(moments)) for _ in range(1500))
+        }
         await native_store.write(list(readings.values()))
-        odd = [(BASE + rng.randrange(4 * MS_PER_DAY), rng.choice(pool), rng.choice(ODD_VALUES),
-                rng.choice(ODD_VALUES)) for _ in range(60)]
-        far = [(MIN_TS_MS, pool[0], 1.0, 2.0), (MIN_TS_MS + 5, pool[1], None, 3.0),
-               (MAX_TS_MS, pool[2], -1.5, 1e16), (MAX_TS_MS - MS_PER_DAY, pool[3], 0.1, math.nan)]
+        odd = [
+            (BASE + rng.randrange(4 * MS_PER_DAY), rng.choice(pool), rng.choice(ODD_VALUES), rng.choice(ODD_VALUES))
+            for _ in range(60)
+        ]
+        far = [
+            (MIN_TS_MS, pool[0], 1.0, 2.0),
+            (MIN_TS_MS + 5, pool[1], None, 3.0),
+            (MAX_TS_MS, pool[2], -1.5, 1e16),
+            (MAX_TS_MS - MS_PER_DAY, pool[3], 0.1, math.nan),
+        ]
         write_raw(cassandra_session, settings.cassandra.keyspace, odd + far)
 
         native = await aiohttp_client(create_app(path_settings(settings, "on"), opener_of(native_store)))
         python = await aiohttp_client(create_app(path_settings(settings, "off"), opener_of(python_store)))
-        assert ("native", "python") == ((await (await native.get("/health")).json())["query_path"],
-                                        (await (await python.get("/health")).json())["query_path"])
+        assert ("native", "python") == (
+            (await (await native.get("/health")).json())["query_path"],
+            (await (await python.get("/health")).json())["query_path"],
+        )
 
         some = sorted(readings)[::97]
-        queries = [f"/readings?start={BASE - 1}&end={BASE + 4 * MS_PER_DAY}",
-                   f"/readings?start={BASE + 5000}&end={BASE + 2 * MS_PER_DAY + 77}&limit=333",
-                   f"/readings?start={MIN_TS_MS}&end={MIN_TS_MS + MS_PER_DAY}",
-                   f"/readings?start={MAX_TS_MS - 3 * MS_PER_DAY}&end={MAX_TS_MS + 1}"]
-        queries += [f"/readings?start={BASE}&end={BASE + 4 * MS_PER_DAY}&after={ts},{d}&limit={n}"
-                    for (d, ts), n in zip(some, [1, 7, 50, 400, 5000] * 4, strict=False)]
+        queries = [
+            f"/readings?start={BASE - 1}&end={BASE + 4 * MS_PER_DAY}",
+            f"/readings?start={BASE + 5000}&end={BASE + 2 * MS_PER_DAY + 77}&limit=333",
+            f"/readings?start={MIN_TS_MS}&end={MIN_TS_MS + MS_PER_DAY}",
+            f"/readings?start={MAX_TS_MS - 3 * MS_PER_DAY}&end={MAX_TS_MS + 1}",
+        ]
+        queries += [
+            f"/readings?start={BASE}&end={BASE + 4 * MS_PER_DAY}&after={ts},{d}&limit={n}"
+            for (d, ts), n in zip(some, [1, 7, 50, 400, 5000] * 4, strict=False)
+        ]
         queries += [f"/devices/{d}/readings?start={BASE - 1}&end={BASE + 4 * MS_PER_DAY}" for d in pool[:20]]
-        queries += [f"/devices/{d}/readings?start={BASE}&end={BASE + 4 * MS_PER_DAY}&after={ts},{other}&limit=3"
-                    for (d, ts), other in zip(some, pool, strict=False)]
+        queries += [
+            f"/devices/{d}/readings?start={BASE}&end={BASE + 4 * MS_PER_DAY}&after={ts},{other}&limit=3"
+            for (d, ts), other in zip(some, pool, strict=False)
+        ]
         bodies = []
         for query in queries:
             expected, actual = await python.get(query), await native.get(query)
@@ -106,15 +128,15 @@ class TestPathsAgree:
 
 
 class TestFailFast:
-    def test_unexpected_column_types_are_refused_at_prepare(self, raw_session: Any,
-                                                           shared_keyspace: Settings) -> None:
+    def test_unexpected_column_types_are_refused_at_prepare(self, raw_session: Any, shared_keyspace: Settings) -> None:
         """A scan whose result columns are not the types the compiled reader parses fails at prepare time."""
         from readings_service.errors import StoreFailure
         from readings_service.store.raw_pages import RANGE_COLUMNS, check_columns
 
         keyspace = shared_keyspace.cassandra.keyspace
-        statement = raw_session.prepare(f"SELECT ts, device_id, temperature, pressure FROM {keyspace}.readings "
-                                        "WHERE day = ? AND bucket = ?")
+        statement = raw_session.prepare(
+            f"SELECT ts, device_id, temperature, pressure FROM {keyspace}.readings WHERE day = ? AND bucket = ?"
+        )
         with pytest.raises(StoreFailure, match="timestamp, uuid, double, double"):
             check_columns(statement, RANGE_COLUMNS)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import get_type_hints
@@ -12,6 +14,15 @@ import pytest
 
 from readings_service.cli import main
 from readings_service.config import Settings
+from tests.conftest import ROOT, env_without_readings
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = env_without_readings() | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "readings_service", *args],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+    )
 
 
 @pytest.fixture
@@ -79,3 +90,23 @@ class TestConfigShow:
         with pytest.raises(SystemExit) as exited:
             main(["config", "show"])
         assert "environment variable READINGS_HTTP_PROT names no setting" in str(exited.value.code)
+
+
+class TestCliConfigErrors:
+    """Errors found before any connection is opened: a whole process, exit status and stderr."""
+
+    def test_bad_environment_value(self) -> None:
+        """A bad override stops start-up naming the key and value, exit non-zero, no traceback."""
+        result = run_cli("serve", env={"READINGS_HTTP_PORT": "eighty"})
+        assert 1 == result.returncode
+        assert "READINGS_HTTP_PORT = 'eighty' must be of type int" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_config_flag_selects_file(self, tmp_path: Path) -> None:
+        """--config PATH is the file read; a bad value in it is named with the file."""
+        path = tmp_path / "other.toml"
+        path.write_text((ROOT / "config.toml").read_text().replace("buckets = 16", "buckets = -1"))
+        result = run_cli("--config", str(path), "schema", "apply")
+        assert 1 == result.returncode
+        assert "storage.buckets = -1 must be between 1 and 1024" in result.stderr
+        assert "Traceback" not in result.stderr

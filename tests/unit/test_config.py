@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from typing import get_type_hints
@@ -169,6 +170,32 @@ class TestAuth:
         """The refresh interval is a number of seconds between 0.1 and 3600."""
         with pytest.raises(ConfigError, match=r"READINGS_AUTH_REFRESH_INTERVAL_S = .0. must be between 0\.1 and 3600"):
             load_settings(ROOT / "config.toml", {"READINGS_AUTH_REFRESH_INTERVAL_S": "0"})
+
+
+class TestCorsOrigins:
+    def test_none_by_default(self) -> None:
+        assert () == load_settings(None, {}).http.cors_origins
+        assert () == load_settings(ROOT / "config.toml", {}).http.cors_origins
+
+    def test_from_file_and_environment(self, tmp_path: Path) -> None:
+        """A TOML list, or a comma-separated variable; `config show` prints them as a TOML list."""
+        path = tmp_path / "c.toml"
+        path.write_text('[http]\ncors_origins = ["https://app.example.com", "http://localhost:3000"]\n')
+        loaded = load(path, {})
+        assert ("https://app.example.com", "http://localhost:3000") == loaded.settings.http.cors_origins
+        assert 'cors_origins = ["https://app.example.com", "http://localhost:3000"]' in render(loaded)
+        env = {"READINGS_HTTP_CORS_ORIGINS": "https://a.example.com, http://[::1]:8000"}
+        assert ("https://a.example.com", "http://[::1]:8000") == load_settings(None, env).http.cors_origins
+
+    @pytest.mark.parametrize("origin", ["*", "https://app.example.com/", "app.example.com", "https://a.com/path",
+                                        "ftp://a.com", ""])
+    def test_only_origins(self, tmp_path: Path, origin: str) -> None:
+        """Exact origins only: no wildcard, no path, no trailing slash; the message names the bad entry."""
+        path = tmp_path / "c.toml"
+        path.write_text(f'[http]\ncors_origins = ["https://ok.example.com", "{origin}"]\n')
+        expected = r"http\.cors_origins = .* must list origins.*not " + re.escape(repr(origin))
+        with pytest.raises(ConfigError, match=expected):
+            load_settings(path, {})
 
 
 class TestErrors:

@@ -75,9 +75,13 @@ class TestWithoutTheModule:
         with caplog.at_level(logging.INFO, "readings_service"):
             path = select_query_path(QuerySettings(native="auto"), RawStore())
         assert "python" == path.name
-        assert [("WARNING", "range queries: python path (the compiled module is not installed (No module named "
-                 "'readings_native'); scripts/bootstrap builds it when cargo is installed)")] == [
-            (r.levelname, r.getMessage()) for r in caplog.records]
+        assert [
+            (
+                "WARNING",
+                "range queries: python path (the compiled module is not installed (No module named "
+                "'readings_native'); scripts/bootstrap builds it when cargo is installed)",
+            )
+        ] == [(r.levelname, r.getMessage()) for r in caplog.records]
         assert (1.0, 0.0) == (gauge("python"), gauge("native"))
 
     def test_on_refuses_to_start(self, without_native: None) -> None:
@@ -91,8 +95,7 @@ class TestWithoutTheModule:
 
     async def test_health_names_the_path(self, without_native: None, aiohttp_client: Any) -> None:
         """/health says which path serves."""
-        client = await aiohttp_client(create_app(Settings(auth=AuthSettings(required=False)),
-                                                 opener_of(RawStore())))
+        client = await aiohttp_client(create_app(Settings(auth=AuthSettings(required=False)), opener_of(RawStore())))
         assert {"status": "ok", "query_path": "python"} == await (await client.get("/health")).json()
 
 
@@ -120,8 +123,7 @@ class TestWithTheModule:
 
     async def test_health_names_the_path(self, aiohttp_client: Any) -> None:
         """/health says which path serves."""
-        client = await aiohttp_client(create_app(Settings(auth=AuthSettings(required=False)),
-                                                 opener_of(RawStore())))
+        client = await aiohttp_client(create_app(Settings(auth=AuthSettings(required=False)), opener_of(RawStore())))
         assert {"status": "ok", "query_path": "native"} == await (await client.get("/health")).json()
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from readings_service.core.merge import merge_sorted_pages
+from tests.conftest import examples
 
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ def paged_sources(draw: st.DrawFn) -> list[list[list[Row]]]:
 class TestOrder:
     """The chunks concatenate to every row of every source, sorted by key."""
 
-    @settings(deadline=None, max_examples=200)
+    @settings(deadline=None, max_examples=examples(200))
     @given(paged_sources(), st.booleans())
     def test_concatenation_equals_sorting_everything(
         self, pages: list[list[list[Row]]], yield_to_loop: bool

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from readings_service.core.ordering import uuid_order_key, uuid_order_key_from_bytes
+from tests.conftest import examples
 
 _LONG = 1 << 64
 
@@ -167,7 +168,7 @@ uuids = st.builds(_with_version, _versions, _halves, _halves) | st.uuids()
 class TestAgainstReference:
     """The key orders exactly like a direct transcription of the Java comparator."""
 
-    @settings(deadline=None, max_examples=300)
+    @settings(deadline=None, max_examples=examples(300))
     @given(uuids, uuids)
     def test_pairs_compare_alike(self, left: uuid.UUID, right: uuid.UUID) -> None:
         """Comparing keys gives the reference's sign, in both directions."""
@@ -176,7 +177,7 @@ class TestAgainstReference:
         assert expected == -reference_compare(right, left)
         assert expected == _compare(uuid_order_key(left), uuid_order_key(right))
 
-    @settings(deadline=None, max_examples=200)
+    @settings(deadline=None, max_examples=examples(200))
     @given(st.lists(uuids, max_size=20))
     def test_sorting_by_key_matches_the_reference(self, values: list[uuid.UUID]) -> None:
         """Sorting by the key is sorting with the reference comparator."""
@@ -184,7 +185,7 @@ class TestAgainstReference:
 
         assert expected == sorted(values, key=uuid_order_key)
 
-    @settings(deadline=None, max_examples=200)
+    @settings(deadline=None, max_examples=examples(200))
     @given(uuids)
     def test_bytes_and_uuid_keys_agree(self, value: uuid.UUID) -> None:
         """The serialized form gives the same key."""

@@ -34,9 +34,30 @@ from readings_service.core.raw_ranges import (  # noqa: E402 - only once the com
 )
 
 EMPTY = b""  # Cassandra's empty value: a double cell of no bytes, which the driver reads as None
-SPECIAL_FLOATS = [0.0, -0.0, 1.0, 0.1, 1e15, 1e16, -1e16, 1e17, 1e21, 1e22, 1e-5, 1e-6, 1e-7, 5e-324,
-                  2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308, 123456789.125,
-                  9007199254740993.0, math.nan, math.inf, -math.inf]
+SPECIAL_FLOATS = [
+    0.0,
+    -0.0,
+    1.0,
+    0.1,
+    1e15,
+    1e16,
+    -1e16,
+    1e17,
+    1e21,
+    1e22,
+    1e-5,
+    1e-6,
+    1e-7,
+    5e-324,
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    123456789.125,
+    9007199254740993.0,
+    math.nan,
+    math.inf,
+    -math.inf,
+]
 
 
 def cell(value: bytes | None) -> bytes:
@@ -53,8 +74,12 @@ def range_page(rows: Sequence[StoredRow], empty_nulls: bool = False) -> bytes:
     """A raw page of `toUnixTimestamp(ts), uuidAsBlob(device_id), temperature, pressure`."""
     parts = [struct.pack(">i", len(rows))]
     for ts, _, device, temperature, pressure in rows:
-        parts += [cell(struct.pack(">q", ts)), cell(device.bytes), double(temperature, empty_nulls),
-                  double(pressure, empty_nulls)]
+        parts += [
+            cell(struct.pack(">q", ts)),
+            cell(device.bytes),
+            double(temperature, empty_nulls),
+            double(pressure, empty_nulls),
+        ]
     return b"".join(parts)
 
 
@@ -78,8 +103,11 @@ def stored(ts: int, device: uuid.UUID, temperature: float | None, pressure: floa
 devices = st.one_of(
     st.uuids(),
     st.uuids(version=1),
-    st.builds(lambda version, bits: uuid.UUID(int=(bits & ~(0xF << 76)) | version << 76),
-              st.integers(0, 15), st.integers(0, 2**128 - 1)),
+    st.builds(
+        lambda version, bits: uuid.UUID(int=(bits & ~(0xF << 76)) | version << 76),
+        st.integers(0, 15),
+        st.integers(0, 2**128 - 1),
+    ),
 )
 values = st.one_of(st.none(), st.floats(), st.sampled_from(SPECIAL_FLOATS))
 timestamps = st.one_of(
@@ -134,8 +162,9 @@ class TestEncoder:
     def test_uuid_order_is_the_reference_order(self, pair: list[uuid.UUID]) -> None:
         """The compiled uuid order agrees with core.ordering for every pair."""
         left, right = (readings_native.uuid_order_key(d.bytes) for d in pair)
-        expected = (uuid_order_key(pair[0]) > uuid_order_key(pair[1])) - (uuid_order_key(pair[0]) <
-                                                                          uuid_order_key(pair[1]))
+        expected = (uuid_order_key(pair[0]) > uuid_order_key(pair[1])) - (
+            uuid_order_key(pair[0]) < uuid_order_key(pair[1])
+        )
         assert expected == (left > right) - (left < right)
 
     @pytest.mark.parametrize("ts", [MIN_TS_MS - 1, MAX_TS_MS + 1, -(2**63), 2**63 - 1])
@@ -197,17 +226,22 @@ class PagedStore:
 
     def _bucket(self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None) -> list[StoredRow]:
         floor = (after.ts_ms, uuid_order_key(after.device_id)) if after else None
-        return [row for row in self.partitions.get((day, bucket), [])
-                if start_ms <= row[0] < end_ms and (floor is None or key(row) > floor)]
+        return [
+            row
+            for row in self.partitions.get((day, bucket), [])
+            if start_ms <= row[0] < end_ms and (floor is None or key(row) > floor)
+        ]
 
-    async def scan_bucket(self, day: date, bucket: int, start_ms: int, end_ms: int,
-                          after: After | None) -> AsyncIterator[list[StoredRow]]:
+    async def scan_bucket(
+        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
+    ) -> AsyncIterator[list[StoredRow]]:
         for page in self._pages(self._bucket(day, bucket, start_ms, end_ms, after)):
             await asyncio.sleep(0)
             yield page
 
-    async def scan_bucket_raw(self, day: date, bucket: int, start_ms: int, end_ms: int,
-                              after: After | None) -> AsyncIterator[bytes]:
+    async def scan_bucket_raw(
+        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
+    ) -> AsyncIterator[bytes]:
         for page in self._pages(self._bucket(day, bucket, start_ms, end_ms, after)):
             await asyncio.sleep(0)
             yield range_page(page)
@@ -215,13 +249,15 @@ class PagedStore:
     def _device(self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int) -> list[StoredRow]:
         return [row for row in self.devices.get((device_id, day), []) if start_ms <= row[0] < end_ms]
 
-    async def scan_device(self, device_id: uuid.UUID, day: date, start_ms: int,
-                          end_ms: int) -> AsyncIterator[list[StoredRow]]:
+    async def scan_device(
+        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
+    ) -> AsyncIterator[list[StoredRow]]:
         for page in self._pages(self._device(device_id, day, start_ms, end_ms)):
             yield page
 
-    async def scan_device_raw(self, device_id: uuid.UUID, day: date, start_ms: int,
-                              end_ms: int) -> AsyncIterator[bytes]:
+    async def scan_device_raw(
+        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
+    ) -> AsyncIterator[bytes]:
         for page in self._pages(self._device(device_id, day, start_ms, end_ms)):
             yield device_page(page)
 
@@ -242,14 +278,23 @@ BASE_MS = 1_750_000_000_000 // MS_PER_DAY * MS_PER_DAY
 def scenarios(draw: st.DrawFn) -> tuple[PagedStore, RangeRequest, int, list[uuid.UUID]]:
     """Rows over three days with shared timestamps, paged small, and a range with or without after and limit."""
     pool = draw(st.lists(devices, min_size=1, max_size=12, unique=True))
-    offsets = st.one_of(st.integers(0, 3 * MS_PER_DAY - 1),
-                        st.sampled_from([0, 1, 1000, MS_PER_DAY - 1, MS_PER_DAY, 2 * MS_PER_DAY + 5]))
+    offsets = st.one_of(
+        st.integers(0, 3 * MS_PER_DAY - 1),
+        st.sampled_from([0, 1, 1000, MS_PER_DAY - 1, MS_PER_DAY, 2 * MS_PER_DAY + 5]),
+    )
     items = draw(st.lists(st.tuples(offsets, st.sampled_from(pool), values, values), max_size=20))
     # Many more rows, from a seeded generator: shared timestamps, every device, page-sized runs.
     rng = draw(st.randoms(use_true_random=False))
     moments = [rng.randrange(3 * MS_PER_DAY) for _ in range(rng.randrange(1, 40))]
-    items += [(rng.choice(moments), rng.choice(pool), rng.choice([*SPECIAL_FLOATS, None, rng.uniform(-50, 50)]),
-               rng.uniform(900, 1100)) for _ in range(draw(st.integers(0, 300)))]
+    items += [
+        (
+            rng.choice(moments),
+            rng.choice(pool),
+            rng.choice([*SPECIAL_FLOATS, None, rng.uniform(-50, 50)]),
+            rng.uniform(900, 1100),
+        )
+        for _ in range(draw(st.integers(0, 300)))
+    ]
     rows = [stored(BASE_MS + offset, device, t, p) for offset, device, t, p in items]
     buckets = draw(st.sampled_from([1, 2, 16]))
     store = PagedStore(rows, buckets, draw(st.integers(1, 9)), draw(st.integers(1, 5)))
@@ -271,8 +316,7 @@ def scenarios(draw: st.DrawFn) -> tuple[PagedStore, RangeRequest, int, list[uuid
 class TestPathsAgree:
     @settings(max_examples=200)
     @given(scenarios())
-    def test_ranges_give_identical_bytes(self, scenario: tuple[PagedStore, RangeRequest, int, list[uuid.UUID]]
-                                         ) -> None:
+    def test_ranges_give_identical_bytes(self, scenario: tuple[PagedStore, RangeRequest, int, list[uuid.UUID]]) -> None:
         """For any rows, paging, bucket count, range, resume point, limit and lookahead, the compiled path's
         bytes equal the pure path's."""
         store, request, lookahead, _ = scenario
@@ -296,8 +340,10 @@ class TestPathsAgree:
 
     def test_merged_output_is_in_clustering_order(self) -> None:
         """Rows of 16 partitions sharing timestamps come out by ts, then Cassandra's uuid order."""
-        pool = [uuid.UUID(int=(0x9E3779B97F4A7C15 * (i + 1) << 56 | i) % 2**128 & ~(0xF << 76) | version << 76)
-                for i, version in enumerate([1, 4, 7, 1, 5, 3] * 5)]
+        pool = [
+            uuid.UUID(int=(0x9E3779B97F4A7C15 * (i + 1) << 56 | i) % 2**128 & ~(0xF << 76) | version << 76)
+            for i, version in enumerate([1, 4, 7, 1, 5, 3] * 5)
+        ]
         rows = [stored(BASE_MS + (i % 7) * 1000, device, float(i), None) for i, device in enumerate(pool * 4)]
         store = PagedStore(rows, 16, 3, 2)
         request = RangeRequest(BASE_MS, BASE_MS + MS_PER_DAY, None, None)

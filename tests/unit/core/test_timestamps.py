@@ -13,6 +13,7 @@ from readings_service.core.timestamps import (
     MIN_TS_MS,
     TimestampError,
     format_timestamp,
+    parse_time_text,
     parse_timestamp,
 )
 
@@ -338,3 +339,16 @@ class TestRoundTrip:
         local = format_timestamp(local_ms)[:-1].replace("T", separator)
 
         assert ts_ms == parse_timestamp(f"{local}{extra}{sign}{hours:02d}:{minutes:02d}")
+
+
+class TestParseText:
+    @pytest.mark.parametrize("raw", [str(MAX_TS_MS + 1), str(MIN_TS_MS - 1), "9999999999999999", "-9999999999999999"])
+    def test_epoch_ms_out_of_range(self, raw: str) -> None:
+        """Epoch ms text outside the years 0001-9999 is refused like any other out-of-range timestamp (it was
+        not, and a query range ending there was a 500)."""
+        with pytest.raises(TimestampError, match="out of range"):
+            parse_time_text(raw)
+
+    @pytest.mark.parametrize("value", [MIN_TS_MS, 0, TS_MS, MAX_TS_MS])
+    def test_epoch_ms_in_range(self, value: int) -> None:
+        assert value == parse_time_text(str(value))

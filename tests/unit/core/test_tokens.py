@@ -91,6 +91,13 @@ class TestChecks:
         with pytest.raises(BadRequest, match="no scope given"):
             check_scopes([])
 
+    @pytest.mark.parametrize("scopes", [[{}], [[INGEST]], [1, "query"], [None], [INGEST, {"a": 1}]])
+    def test_scopes_of_any_json_type(self, scopes: list[object]) -> None:
+        """Objects, arrays and numbers among the scopes are a 400 naming them, not a TypeError (found by the
+        fuzzer: `{"name": "0", "scopes": [{}]}` was a 500)."""
+        with pytest.raises(BadRequest, match="unknown scope"):
+            check_scopes(scopes)
+
 
 class TestTokenSet:
     def test_finds_by_token(self) -> None:

@@ -1,13 +1,12 @@
-"""The loader's own logic with sink doubles: memory, batching in flight, retries, checkpoint files.
+"""The loader's own logic with sink doubles: batching in flight, retries, checkpoint files.
 
-Storage behaviour (what ends up in Cassandra) is tested against the real node in tests/integration/test_ops.py.
+Storage behaviour (what ends up in Cassandra) is tested against the real node in tests/integration/test_ops.py;
+bounded memory, slow under tracemalloc, in tests/integration/test_load_memory.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import tracemalloc
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,29 +67,6 @@ def options(tmp_path: Path, **changes: object) -> LoadOptions:
 
 
 class TestStreaming:
-    @pytest.mark.parametrize("fmt", ["ndjson", "json"])
-    def test_memory_does_not_grow_with_the_input(self, tmp_path: Path, fmt: str) -> None:
-        """Peak memory for 4x the rows stays about the same: inputs are read and written incrementally."""
-
-        def peak(rows: int) -> int:
-            path = tmp_path / f"{rows}.{fmt}"
-            write_fixture(path, rows, fmt)
-            sink = CountingSink()
-            gc.collect()
-            tracemalloc.start()
-            try:
-                asyncio.run(load([str(path)], sink, options(tmp_path, batch_rows=200, read_bytes=65536),
-                                 SilentProgress()))
-                return tracemalloc.get_traced_memory()[1]
-            finally:
-                tracemalloc.stop()
-                assert rows == sink.rows
-
-        # About 0.25 MB and 1 MB of input, read 64 KiB at a time.
-        small, large = peak(2_000), peak(8_000)
-        assert large < small * 1.5, (small, large)
-        assert large < 2**20, (small, large)
-
     async def test_bounded_batches_in_flight(self, tmp_path: Path) -> None:
         """No more than --concurrency batches are written at once, and that many are when writes are slow."""
         path = tmp_path / "data.ndjson"

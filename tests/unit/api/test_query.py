@@ -1,0 +1,72 @@
+"""Range-query parameters and the answers that need no storage, on the in-memory store.
+
+Order, paging across partitions, streaming and disconnects are tested against the real node in
+tests/integration/test_query.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from readings_service.core.memory_store import MemoryStore
+from readings_service.core.model import Reading
+
+# The tests' own row shape: (ts, device_id, temperature, pressure), ts as printed.
+Row = tuple[str, uuid.UUID, float, float]
+
+
+def parse_lines(body: bytes) -> list[Row]:
+    rows = []
+    for line in body.splitlines():
+        item = orjson.loads(line)
+        rows.append((item["ts"], uuid.UUID(item["device_id"]), item["temperature"], item["pressure"]))
+    return rows
+
+
+class TestEdges:
+    async def test_empty_range(self, client: Any) -> None:
+        """A range with no data is an empty 200 NDJSON body."""
+        response = await client.get("/readings?start=2020-01-01T00:00:00Z&end=2020-01-03T00:00:00Z")
+        assert 200 == response.status
+        assert "application/x-ndjson" == response.content_type
+        assert b"" == await response.read()
+
+    async def test_offsets_and_plus_sign_unencoded(self, client: Any, store: MemoryStore) -> None:
+        """Offsets in parameters work, even when the '+' arrived unencoded as a space."""
+        device = uuid.uuid4()
+        await store.write([Reading(device, 1_700_000_000_000, 1.0, 2.0)])  # 2023-11-14T22:13:20Z
+        for start in ("2023-11-14T23:13:00%2B01:00", "2023-11-14T23:13:00+01:00"):
+            response = await client.get(f"/readings?start={start}&end=1700000000001")
+            assert [(device, 1.0)] == [(r[1], r[2]) for r in parse_lines(await response.read())]
+
+    @pytest.mark.parametrize(
+        ("query", "parameter"),
+        [
+            ("end=1", "start"),
+            ("start=1", "end"),
+            ("start=yesterday&end=1", "start"),
+            ("start=2026-01-01T00:00:00&end=1", "start"),
+            ("start=10&end=10", "end"),
+            ("start=0&end=2764800001", "end"),
+            ("start=0&end=10&limit=0", "limit"),
+            ("start=0&end=10&limit=ten", "limit"),
+            ("start=0&end=10&after=5", "after"),
+            ("start=0&end=10&after=5,not-a-uuid", "after"),
+            ("start=0&end=10&after=x,7d444840-9dc0-11d1-b245-5ffdce74fad2", "after"),
+        ],
+    )
+    async def test_bad_parameters(self, client: Any, query: str, parameter: str) -> None:
+        """Bad parameters are 400 problem+json naming the parameter, before any data."""
+        response = await client.get(f"/readings?{query}")
+        assert 400 == response.status
+        assert "application/problem+json" == response.content_type
+        assert parameter == (await response.json())["parameter"]
+
+    async def test_bad_device_id(self, client: Any) -> None:
+        """A device path segment that is not a UUID is a 400."""
+        assert 400 == (await client.get("/devices/abc/readings?start=0&end=1")).status
+        assert 400 == (await client.get("/devices/abc/latest")).status
