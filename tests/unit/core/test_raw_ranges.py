@@ -25,6 +25,7 @@ from readings_service.core.ordering import uuid_order_key
 from readings_service.core.ranges import RangeRequest, as_lines, device_chunks, range_chunks, take, take_lines
 from readings_service.core.store import After, StoredRow
 from readings_service.core.timestamps import MAX_TS_MS, MIN_TS_MS, MS_PER_DAY, TimestampError
+from tests.conftest import examples
 
 readings_native = pytest.importorskip("readings_native")
 from readings_service.core.raw_ranges import (  # noqa: E402 - only once the compiled module imports
@@ -314,7 +315,7 @@ def scenarios(draw: st.DrawFn) -> tuple[PagedStore, RangeRequest, int, list[uuid
 
 
 class TestPathsAgree:
-    @settings(max_examples=200)
+    @settings(max_examples=examples(200))
     @given(scenarios())
     def test_ranges_give_identical_bytes(self, scenario: tuple[PagedStore, RangeRequest, int, list[uuid.UUID]]) -> None:
         """For any rows, paging, bucket count, range, resume point, limit and lookahead, the compiled path's
@@ -325,7 +326,7 @@ class TestPathsAgree:
         expected = run(drain(pure))
         assert expected == run(drain(native))
 
-    @settings(max_examples=100)
+    @settings(max_examples=examples(100))
     @given(scenarios(), st.data())
     def test_device_ranges_give_identical_bytes(
         self, scenario: tuple[PagedStore, RangeRequest, int, list[uuid.UUID]], data: st.DataObject
