@@ -21,7 +21,8 @@ from readings_service.config import Settings
 from readings_service.core.bucketing import bucket_of
 from readings_service.core.model import Reading
 from readings_service.core.timestamps import MAX_TS_MS, MIN_TS_MS, MS_PER_DAY
-from readings_service.store.cassandra import DATE_EPOCH_OFFSET
+from readings_service.store.cassandra import DATE_EPOCH_OFFSET, connect
+from readings_service.store.raw_pages import open_raw_session
 from tests.conftest import make_store, opener_of
 
 pytest.importorskip("readings_native")
@@ -119,6 +120,16 @@ class TestPathsAgree:
             body = await expected.read()
             assert (expected.status, body) == (actual.status, await actual.read()), query
             bodies.append(body)
+        # Raw pages on protocol v4 as well (the same bytes again).
+        v4_cluster, v4_session = connect(dataclasses.replace(settings.cassandra, protocol_version=4))
+        try:
+            v4_store = make_store(v4_session, open_raw_session(v4_cluster), settings, native=True)
+            assert 4 == v4_cluster.protocol_version
+            v4 = await aiohttp_client(create_app(path_settings(settings, "on"), opener_of(v4_store)))
+            for query, body in list(zip(queries, bodies, strict=True))[::3]:
+                assert body == await (await v4.get(query)).read(), query
+        finally:
+            v4_cluster.shutdown()
         # The queries really returned data, odd values included.
         assert sum(body.count(b"\n") for body in bodies) > 3000
         assert b'"temperature":null' in bodies[0]
