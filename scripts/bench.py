@@ -56,6 +56,7 @@ class Results:
     query: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     small: dict[str, list[float]] = field(default_factory=dict)
     merge: dict[str, list[float]] = field(default_factory=dict)
+    device: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, section: dict[Any, Any], name: str, value: float) -> None:
         section.setdefault(name, []).append(value)
@@ -231,13 +232,50 @@ async def seed_readings_table(session: Any, keyspace: str, day: int, count: int,
         await gather_bounded(calls, 64)
 
 
-async def query_service(url: str, day: int, pid: int) -> tuple[float, float, int, int]:
-    """GET one day over HTTP; returns (rows/s, time to first byte in s, rows, peak service RSS)."""
+DEVICE = uuid.UUID("6ba7b810-9dad-41d1-80b4-00c04fd430c8")
+
+
+async def seed_device_day(session: Any, keyspace: str, day: int, count: int) -> None:
+    """Fill one device's partition of one day in `readings_by_device` (what a per-device range reads)."""
+    from cassandra.query import BatchStatement, BatchType
+
+    insert = session.prepare(f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, "
+                             "pressure) VALUES (?, ?, ?, ?, ?)")
+    step = MS_PER_DAY / count
+    calls: list[Callable[[], Any]] = []
+    for start in range(0, count, 40):
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for i in range(start, min(count, start + 40)):
+            batch.add(insert, (DEVICE, day + DATE_EPOCH_OFFSET, day * MS_PER_DAY + int(i * step),
+                               20.0 + (i % 100) / 10, 1000.0 + i % 50))
+        calls.append(functools.partial(execute, session, batch, None, 30))
+    await gather_bounded(calls, 64)
+
+
+async def device_driver(session: Any, settings: Settings, day: int) -> float:
+    """The per-device query of the day's partition, paged with the driver; no HTTP. Returns rows/s."""
+    statement = session.prepare(
+        f"SELECT toUnixTimestamp(ts), temperature, pressure FROM {settings.cassandra.keyspace}.readings_by_device "
+        "WHERE device_id = ? AND day = ? AND ts >= ? AND ts < ?")
+    statement.fetch_size = settings.cassandra.fetch_size
+    params = (DEVICE, day + DATE_EPOCH_OFFSET, day * MS_PER_DAY, (day + 1) * MS_PER_DAY)
+    count = 0
+    started = time.perf_counter()
+    async with contextlib.aclosing(pages(session, statement, params, 30)) as scan:
+        async for page in scan:
+            count += len(page)
+    return count / (time.perf_counter() - started)
+
+
+async def query_service(url: str, day: int, pid: int, device: uuid.UUID | None = None
+                        ) -> tuple[float, float, int, int]:
+    """GET one day over HTTP (all devices, or one); returns (rows/s, time to first byte in s, rows, peak RSS)."""
     start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
     rows = 0
+    route = f"/devices/{device}/readings" if device else "/readings"
     async with rss_sampler(pid) as samples, aiohttp.ClientSession() as http:
         started = time.perf_counter()
-        async with http.get(f"{url}/readings?start={start}&end={end}") as response:
+        async with http.get(f"{url}{route}?start={start}&end={end}") as response:
             first_byte = 0.0
             async for part in response.content.iter_any():
                 if not first_byte:
@@ -436,6 +474,16 @@ def report(results: Results) -> str:
                  *(f"{med(q[f'{path}_ttfb']) * 1000:.1f} ms" for path in paths),
                  *(f"{med(q[f'{path}_rss']) / 2**20:.0f} MiB" for path in paths)]
         lines.append("| " + " | ".join(cells) + " |")
+    dv = results.device
+    lines += [
+        "", "## Per-device range (one device, one day)", "",
+        f"{p['device_rows']:,} readings of one device in one day (one `readings_by_device` partition) over HTTP, next "
+        "to the driver paging the same partition into tuples.", "",
+        "| side | rows/s | ratio to driver | time to first byte |", "|---|---|---|---|",
+        f"| driver alone | {med(dv['driver']):,.0f} | | |",
+        *(f"| {path} path, HTTP | {med(dv[path]):,.0f} | {med(dv[path]) / med(dv['driver']):.2f} | "
+          f"{med(dv[f'{path}_ttfb']) * 1000:.1f} ms |" for path in paths),
+    ]
     sm = results.small
     lines += [
         "", "## Small queries", "",
@@ -507,7 +555,7 @@ async def run(args: argparse.Namespace) -> Results:
             "paths": paths, "native_version": native_version()[0] or native_version()[1],
             "consistency": settings.cassandra.write_consistency, "batch_rows": settings.ingest.batch_rows,
             "ingest_rows": args.ingest_rows, "ingest_devices": 1000, "clients": args.clients, "batch": args.batch,
-            "naive_rows": args.naive_rows, "small_rows": 100,
+            "naive_rows": args.naive_rows, "small_rows": 100, "device_rows": args.device_rows,
             "merge_shape": "16 sources x 20 pages x 1000 rows, key (ts, uuid order)",
         }
         for size_index, size in enumerate(sizes):
@@ -515,6 +563,9 @@ async def run(args: argparse.Namespace) -> Results:
             await seed_readings_table(session, keyspace, FIRST_DAY + size_index, size, buckets)
         small_day = FIRST_DAY + len(sizes)
         await seed_readings_table(session, keyspace, small_day, 100, buckets)
+        device_day = small_day + 1
+        print(f"bench: seeding {args.device_rows:,} rows of one device", file=sys.stderr, flush=True)
+        await seed_device_day(session, keyspace, device_day, args.device_rows)
         with contextlib.ExitStack() as services:
             # One service process per path, both up for the whole run, so every ratio compares one moment.
             served = {path: services.enter_context(service_process(settings, "on" if path == "native" else "off"))
@@ -557,6 +608,16 @@ async def run(args: argparse.Namespace) -> Results:
                         rate, rows = await asyncio.to_thread(query_naive, session, keyspace, day_q, buckets,
                                                              settings.cassandra.fetch_size)
                         results.add(q, "naive", rate)
+                for side in [*paths, "driver"]:
+                    if side == "driver":
+                        results.add(results.device, "driver", await device_driver(session, settings, device_day))
+                        continue
+                    path_url, pid = served[side]
+                    rate, ttfb, rows, _ = await query_service(path_url, device_day, pid, DEVICE)
+                    if rows != args.device_rows:
+                        raise RuntimeError(f"{side} service returned {rows} device rows, expected {args.device_rows}")
+                    results.add(results.device, side, rate)
+                    results.add(results.device, f"{side}_ttfb", ttfb)
                 for path in paths:
                     path_url, _ = served[path]
                     fan, one = await small_queries(path_url, session, store, small_day, args.small_repeats)
@@ -585,6 +646,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--small-repeats", type=int, default=200)
     parser.add_argument("--merge-pages", type=int, default=20)
+    parser.add_argument("--device-rows", type=int, default=200_000, help="rows of the one-device day")
     parser.add_argument("--naive-max-rows", type=int, default=5_000_000,
                         help="skip the naive query (which holds the whole day in memory) above this size")
     parser.add_argument("--keyspace", default="bench", help="scratch keyspace, dropped and created anew")
@@ -593,7 +655,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.sizes, args.ingest_rows, args.naive_rows = 1, "2000", 2000, 100
-        args.small_repeats, args.merge_pages = 5, 1
+        args.small_repeats, args.merge_pages, args.device_rows = 5, 1, 1000
         args.out = Path(os.environ.get("TMPDIR", "/tmp")) / "BENCHMARKS.smoke.md"
     results = asyncio.run(run(args))
     text = report(results)
