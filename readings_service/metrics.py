@@ -70,6 +70,9 @@ def _tasks() -> int:
 
 EVENT_LOOP_TASKS = Gauge("readings_event_loop_tasks", "asyncio tasks alive in the serving event loop")
 EVENT_LOOP_TASKS.set_function(_tasks)
+EVENT_LOOP_STALL = Histogram("readings_event_loop_stall_seconds",
+                             "How late the event loop woke a periodic timer: how long some work held the loop",
+                             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0))
 
 __all__ = [
     "AUTH_REJECTED",
@@ -77,6 +80,7 @@ __all__ = [
     "CASSANDRA_DURATION",
     "CASSANDRA_ERRORS",
     "CASSANDRA_REQUESTS",
+    "EVENT_LOOP_STALL",
     "EVENT_LOOP_TASKS",
     "HTTP_DURATION",
     "HTTP_REQUESTS",

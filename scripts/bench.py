@@ -57,6 +57,7 @@ class Results:
     small: dict[str, list[float]] = field(default_factory=dict)
     merge: dict[str, list[float]] = field(default_factory=dict)
     device: dict[str, list[float]] = field(default_factory=dict)
+    stalls: dict[str, dict[float, float]] = field(default_factory=dict)
 
     def add(self, section: dict[Any, Any], name: str, value: float) -> None:
         section.setdefault(name, []).append(value)
@@ -326,6 +327,58 @@ def query_naive(session: Any, keyspace: str, day: int, buckets: int, fetch_size:
     return len(rows) / elapsed, len(rows)
 
 
+# ---------------------------------------------------------------- event-loop stalls
+
+STALL_METRIC = "readings_event_loop_stall_seconds_bucket"
+
+
+async def stall_counts(http: aiohttp.ClientSession, url: str) -> dict[float, float]:
+    """The service's event-loop stall histogram: cumulative wake-ups by upper bound in seconds."""
+    async with http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    counts: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(STALL_METRIC + "{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+async def mixed_load(url: str, stream_day: int, post_day: int, seconds: float) -> dict[float, float]:
+    """Two clients posting 10,000-reading bodies and two streaming a day, for `seconds`; returns the stall
+    histogram of that window (wake-ups of the service's 10 ms timer by how late they came)."""
+    body = ndjson_body(readings_for_day(post_day, 10_000, 1000))
+    start, end = stream_day * MS_PER_DAY, (stream_day + 1) * MS_PER_DAY
+    async with aiohttp.ClientSession() as http:
+        before = await stall_counts(http, url)
+        deadline = time.monotonic() + seconds
+
+        async def poster() -> None:
+            while time.monotonic() < deadline:
+                async with http.post(f"{url}/readings", data=body,
+                                     headers={"Content-Type": "application/x-ndjson"}) as response:
+                    await response.read()
+
+        async def streamer() -> None:
+            while time.monotonic() < deadline:
+                async with http.get(f"{url}/readings?start={start}&end={end}") as response:
+                    async for _ in response.content.iter_any():
+                        pass
+
+        await asyncio.gather(poster(), poster(), streamer(), streamer())
+        after = await stall_counts(http, url)
+    return {bound: after[bound] - before.get(bound, 0.0) for bound in after}
+
+
+def stall_row(name: str, window: dict[float, float]) -> str:
+    """One report line: wake-ups, how many came over 10 and 50 ms late, and the bucket of the worst one."""
+    total = window.get(float("inf"), 0.0)
+    worst = min((bound for bound, count in window.items() if count >= total), default=float("nan"))
+    worst_text = "over 2 s" if worst == float("inf") else f"≤ {worst * 1000:.0f} ms"
+    return (f"| {name} | {total:,.0f} | {total - window.get(0.01, 0.0):,.0f} | {total - window.get(0.05, 0.0):,.0f} "
+            f"| {worst_text} |")
+
+
 # ---------------------------------------------------------------- small queries and merge kernel
 
 
@@ -484,6 +537,15 @@ def report(results: Results) -> str:
         *(f"| {path} path, HTTP | {med(dv[path]):,.0f} | {med(dv[path]) / med(dv['driver']):.2f} | "
           f"{med(dv[f'{path}_ttfb']) * 1000:.1f} ms |" for path in paths),
     ]
+    lines += [
+        "", "## Event-loop stalls under mixed load", "",
+        f"For {p['stall_seconds']:g} s (first run only), two clients post 10,000-reading NDJSON bodies while two "
+        f"stream the {min(results.query):,}-row day, per service; the service wakes a 10 ms timer and records "
+        "how late each wake-up came (`readings_event_loop_stall_seconds`): that lateness is how long some work "
+        "held the event loop.", "",
+        "| service | wake-ups | over 10 ms late | over 50 ms late | worst |", "|---|---|---|---|---|",
+        *(stall_row(f"{path} path", results.stalls[path]) for path in paths if path in results.stalls),
+    ]
     sm = results.small
     lines += [
         "", "## Small queries", "",
@@ -556,6 +618,7 @@ async def run(args: argparse.Namespace) -> Results:
             "consistency": settings.cassandra.write_consistency, "batch_rows": settings.ingest.batch_rows,
             "ingest_rows": args.ingest_rows, "ingest_devices": 1000, "clients": args.clients, "batch": args.batch,
             "naive_rows": args.naive_rows, "small_rows": 100, "device_rows": args.device_rows,
+            "stall_seconds": args.stall_seconds,
             "merge_shape": "16 sources x 20 pages x 1000 rows, key (ts, uuid order)",
         }
         for size_index, size in enumerate(sizes):
@@ -625,6 +688,10 @@ async def run(args: argparse.Namespace) -> Results:
                     results.add(results.small, f"{path}_p99", percentile(fan, 0.99))
                     results.add(results.small, "one_p50", percentile(one, 0.5))
                     results.add(results.small, "one_p99", percentile(one, 0.99))
+                if run_index == 0:
+                    for path in paths:
+                        path_url, _ = served[path]
+                        results.stalls[path] = await mixed_load(path_url, FIRST_DAY, day + 50, args.stall_seconds)
                 results.add(results.merge, "rows_s", await merge_kernel(16, args.merge_pages, 1000))
                 if native:
                     results.add(results.merge, "native_rows_s", native_kernel(16, args.merge_pages, 1000))
@@ -646,6 +713,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--small-repeats", type=int, default=200)
     parser.add_argument("--merge-pages", type=int, default=20)
+    parser.add_argument("--stall-seconds", type=float, default=15.0, help="length of the mixed-load phase")
     parser.add_argument("--device-rows", type=int, default=200_000, help="rows of the one-device day")
     parser.add_argument("--naive-max-rows", type=int, default=5_000_000,
                         help="skip the naive query (which holds the whole day in memory) above this size")
@@ -655,7 +723,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.sizes, args.ingest_rows, args.naive_rows = 1, "2000", 2000, 100
-        args.small_repeats, args.merge_pages, args.device_rows = 5, 1, 1000
+        args.small_repeats, args.merge_pages, args.device_rows, args.stall_seconds = 5, 1, 1000, 1.0
         args.out = Path(os.environ.get("TMPDIR", "/tmp")) / "BENCHMARKS.smoke.md"
     results = asyncio.run(run(args))
     text = report(results)

@@ -17,6 +17,7 @@ from readings_service.api.admission import Admission
 from readings_service.api.auth import TokenOpener, setup_auth
 from readings_service.api.bodies import parse_flag, read_body
 from readings_service.api.cors import setup_cors
+from readings_service.api.loop_watch import loop_watch_ctx
 from readings_service.api.openapi import openapi_json
 from readings_service.api.params import parse_range
 from readings_service.api.problems import problems_middleware
@@ -162,6 +163,7 @@ def create_app(
             app[QUERY_PATH] = select_query_path(settings.query, store)
             yield
 
+    app.cleanup_ctx.append(loop_watch_ctx)
     app.cleanup_ctx.append(store_ctx)
     app[SHUTDOWN] = shutdown = Shutdown(settings.http.shutdown_timeout_s)
     app.on_shutdown.append(shutdown.on_shutdown)
