@@ -48,8 +48,7 @@ SHUTDOWN = web.AppKey("shutdown", Shutdown)
 
 async def health(request: web.Request) -> web.Response:
     """The process is alive; says which range-query path serves (`native` or `python`)."""
-    path = request.app.get(QUERY_PATH)
-    return web.json_response({"status": "ok", "query_path": path.name if path else None})
+    return web.json_response({"status": "ok", "query_path": request.app[QUERY_PATH].name})
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -234,8 +234,11 @@ def _paths() -> Json:
     return {
         "/health": {"get": {
             "operationId": "health", "summary": "The process is alive.", "security": public, "tags": ["operations"],
-            "responses": _responses({200: _json("Alive.", {"type": "object", "required": ["status"],
-                                                          "properties": {"status": {"const": "ok"}}})},
+            "responses": _responses({200: _json(
+                "Alive; `query_path` is the range-query path serving: `native` (compiled, on raw pages) or "
+                "`python` (the pure-Python fallback).",
+                {"type": "object", "required": ["status", "query_path"],
+                 "properties": {"status": {"const": "ok"}, "query_path": {"enum": ["native", "python"]}}})},
                                     secured=False)}},
         "/ready": {"get": {
             "operationId": "ready", "summary": "Cassandra answers: send traffic here.", "security": public,
