@@ -69,7 +69,10 @@ class TestMetrics:
                                                  status="404")
         partition = sum(sample("readings_partition_rows_written_total", day="older", bucket=str(b)) for b in range(16))
         assert before["partition"] + 32 == partition
-        assert 1 == sample("readings_query_path", path="python")
+        active = (await (await client.get("/health")).json())["query_path"]
+        assert {path: float(path == active) for path in ("native", "python")} == {
+            path: sample("readings_query_path", path=path) for path in ("native", "python")
+        }
 
     async def test_exposition(self, client: Any) -> None:
         """/metrics answers the Prometheus text format, with the request histogram and the Cassandra latencies."""
