@@ -37,6 +37,13 @@ class UndecodableBody(BadRequest):
     close_connection = True
 
 
+class StreamNeedsHttp11(ServiceError):
+    """A stream asked for over HTTP/1.0, which has no chunked framing to tell a cut stream from a complete one."""
+
+    status = 505
+    title = "HTTP version not supported"
+
+
 class InvalidReadings(ServiceError):
     """Some readings failed validation; `problems` lists each with its index, field and reason."""
 

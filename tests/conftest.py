@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -165,6 +166,20 @@ def opener_of(store: Any) -> Callable[[Settings], contextlib.AbstractAsyncContex
         yield store
 
     return open_store
+
+
+class PeakAllocation:
+    """The peak of the bytes allocated, by any thread, inside a `with` block (traced by tracemalloc)."""
+
+    allocated = 0
+
+    def __enter__(self) -> PeakAllocation:
+        tracemalloc.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.allocated = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from readings_service.api.admission import Admission
 from readings_service.api.auth import TokenOpener, setup_auth
 from readings_service.api.bodies import parse_flag, read_body
 from readings_service.api.cors import setup_cors
+from readings_service.api.decoding import BodyDecoder
 from readings_service.api.loop_watch import loop_watch_ctx
 from readings_service.api.openapi import openapi_json
 from readings_service.api.params import parse_range
@@ -24,7 +25,7 @@ from readings_service.api.problems import problems_middleware
 from readings_service.api.shutdown import Shutdown
 from readings_service.api.streaming import stream_ndjson
 from readings_service.config import Settings
-from readings_service.core.ingest import ACCEPTED_TYPES, media_type, parse_body
+from readings_service.core.ingest import ACCEPTED_TYPES, media_type
 from readings_service.core.ndjson import LineChunks, row_object
 from readings_service.core.store import ReadingStore
 from readings_service.core.timestamps import latest_accepted_ms
@@ -44,6 +45,7 @@ QUERY_PATH = web.AppKey("query_path", QueryPath)
 INGEST_SLOTS = web.AppKey("ingest_slots", Admission)
 STREAM_SLOTS = web.AppKey("stream_slots", Admission)
 SHUTDOWN = web.AppKey("shutdown", Shutdown)
+BODY_DECODER = web.AppKey("body_decoder", BodyDecoder)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -80,7 +82,7 @@ async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Respons
     settings = request.app[SETTINGS].ingest
     body = await read_body(request, settings.max_body_bytes)
     max_ts_ms = latest_accepted_ms(settings.max_future_skew_s)
-    batch = parse_body(body, kind, max_items=settings.max_items, max_ts_ms=max_ts_ms)
+    batch = await request.app[BODY_DECODER].parse(body, kind, max_items=settings.max_items, max_ts_ms=max_ts_ms)
     problems = [p.as_dict() for p in batch.problems]
     READINGS_INGESTED.labels("rejected").inc(batch.items - len(batch.readings))
     if problems and not partial:
@@ -162,8 +164,14 @@ def create_app(
             app[QUERY_PATH] = select_query_path(settings.query, store)
             yield
 
+    async def decoder_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[BODY_DECODER] = decoder = BodyDecoder()
+        yield
+        decoder.close()
+
     app.cleanup_ctx.append(loop_watch_ctx)
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(decoder_ctx)
     app[SHUTDOWN] = shutdown = Shutdown(settings.http.shutdown_timeout_s)
     app.on_shutdown.append(shutdown.on_shutdown)
     app.on_cleanup.append(shutdown.on_cleanup)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import hdrs, web
 
+from readings_service.api.access_log import TOKEN_NAME
 from readings_service.api.tokens import TOKEN_CACHE, TOKEN_STORE, add_token_routes
 from readings_service.config import Settings
 from readings_service.core.access import required_scope
@@ -55,6 +56,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if record is None:
         AUTH_REJECTED.labels("invalid").inc()
         raise Unauthorized("the token is not valid (unknown or revoked)", invalid_token=True)
+    request[TOKEN_NAME] = record.name  # the access log names the token, never prints it
     if not grants(record.scopes, needed):
         AUTH_REJECTED.labels("scope").inc()
         raise Forbidden(f"this token's scopes ({', '.join(sorted(record.scopes))}) do not include {needed!r}",

@@ -25,27 +25,26 @@ def check_encoding(request: web.Request) -> None:
         raise UnsupportedEncoding(request.headers.get("Content-Encoding", "").strip(), SUPPORTED_ENCODINGS)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int) -> bytearray:
     """The request body after any gzip decoding, refusing more than `limit` bytes."""
     check_encoding(request)
     compressed = content_encoding(request) != "identity"
     if request.content_length is not None and request.content_length > limit and not compressed:
         raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}", limit=limit)
-    parts: list[bytes] = []
-    size = 0
+    # One growing buffer, handed on as it is: a list of chunks joined at the end held the body twice.
+    body = bytearray()
     try:
         async for part in request.content.iter_chunked(65536):
-            size += len(part)
-            if size > limit:
+            if len(body) + len(part) > limit:
                 raise TooLarge(f"body is over the limit of {limit} bytes (after decompression)", limit=limit)
-            parts.append(part)
+            body += part
     except (ContentEncodingError, RequestPayloadError) as error:
         # The rest of the body is not read (aiohttp would otherwise read it after the answer, and log the same
         # error again with a traceback); the connection closes after the answer.
         request.content.feed_eof()
         reason = getattr(error, "message", str(error)).strip()
         raise UndecodableBody(f"body cannot be decoded: {reason}") from None
-    return b"".join(parts)
+    return body
 
 
 def parse_flag(request: web.Request, name: str) -> bool:

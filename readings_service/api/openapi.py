@@ -43,6 +43,7 @@ ERRORS = {
     500: "An unexpected error; the detail names only the exception type, the log has the rest.",
     503: "Storage (or the token table) is unavailable or slow, this instance is at its concurrency limit, or it is "
          "shutting down. Retry after `Retry-After` seconds: every request is safe to retry.",
+    505: "Streams need HTTP/1.1: HTTP/1.0 has no chunked framing, so a cut stream could pass for a complete one.",
 }
 # Answers any operation may give: the parser's, the router's and the last-resort ones.
 COMMON = (400, 405, 414, 431, 500)
@@ -275,12 +276,12 @@ def _paths() -> Json:
                 }, 413, 415, 422)},
             "get": {
                 "operationId": "getReadings", "summary": "Every device's readings of a range (scope `query`).",
-                "tags": ["readings"], "parameters": RANGE_PARAMETERS, "responses": _responses({200: STREAM})},
+                "tags": ["readings"], "parameters": RANGE_PARAMETERS, "responses": _responses({200: STREAM}, 505)},
         },
         "/devices/{device_id}/readings": {"get": {
             "operationId": "getDeviceReadings", "summary": "One device's readings of a range (scope `query`).",
             "tags": ["readings"], "parameters": [DEVICE_ID, *RANGE_PARAMETERS],
-            "responses": _responses({200: STREAM})}},
+            "responses": _responses({200: STREAM}, 505)}},
         "/devices/{device_id}/latest": {"get": {
             "operationId": "getLatest", "summary": "One device's newest reading (scope `query`).",
             "tags": ["readings"], "parameters": [DEVICE_ID], "responses": _responses({200: latest_ok}, 404)}},

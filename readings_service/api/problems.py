@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from readings_service.errors import ServiceError, Unavailable
+from readings_service.errors import ServiceError, StoreFailure, Unavailable
 
 log = logging.getLogger("readings_service")
 
@@ -58,6 +58,18 @@ def internal_detail(error: Exception) -> str:
     return f"unexpected {type(error).__name__}; the service logged the details"
 
 
+def store_failure_detail(error: StoreFailure) -> str:
+    """What a client is told when storage refused a request: the driver error's type, not its text."""
+    cause = error.__cause__
+    kind = type(cause).__name__ if cause is not None else "error"
+    return f"storage refused the request ({kind}); the service logged the details"
+
+
+def log_store_failure(request: web.Request, error: StoreFailure) -> None:
+    log.error("storage refused %s %s: %s", request.method, request.path, error.detail,
+              exc_info=error.__cause__ if error.__cause__ is not None else error)
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map ServiceError, aiohttp's own HTTP errors and any other exception to problem+json.
@@ -66,6 +78,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     """
     try:
         return await handler(request)
+    except StoreFailure as error:
+        log_store_failure(request, error)
+        return problem(error.status, error.title, store_failure_detail(error))
     except ServiceError as error:
         return error_response(error)
     except web.HTTPException as error:

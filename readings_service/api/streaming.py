@@ -7,13 +7,13 @@ import contextlib
 import logging
 import socket
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from readings_service.api.access_log import BYTES_SENT, PREPARED_STATUS, ROWS
-from readings_service.api.problems import internal_detail
+from readings_service.api.problems import internal_detail, log_store_failure, store_failure_detail
 from readings_service.api.shutdown import Shutdown
 from readings_service.core.ndjson import LineChunks, Lines, encode_line
-from readings_service.errors import ServiceError
+from readings_service.errors import ServiceError, StoreFailure, StreamNeedsHttp11
 from readings_service.metrics import BYTES_STREAMED, ROWS_STREAMED, STREAMS_OPEN
 
 log = logging.getLogger("readings_service")
@@ -34,6 +34,12 @@ async def stream_ndjson(
     `{"error": ...}` line and the connection is cut without the final chunk, so a truncated result
     can never pass for a complete one.
     """
+    if request.version < HttpVersion11:
+        async with contextlib.aclosing(chunks):
+            raise StreamNeedsHttp11(
+                f"streams need HTTP/1.1 (chunked framing tells a cut stream from a complete one); "
+                f"the request was HTTP/{request.version.major}.{request.version.minor}"
+            )
     STREAMS_OPEN.inc()
     try:
         with shutdown.stream():
@@ -94,6 +100,10 @@ async def _stream(request: web.Request, chunks: LineChunks, chunk_bytes: int, sh
                 if len(sender.pending) >= chunk_bytes:
                     await sender.flush()
             await sender.flush()
+        except StoreFailure as error:
+            log_store_failure(request, error)
+            await _cut_with_error(request, response, error.status, store_failure_detail(error))
+            return response
         except ServiceError as error:
             log.warning("query failed after streaming began: %s", error.detail)
             await _cut_with_error(request, response, error.status, error.detail)

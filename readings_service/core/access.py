@@ -5,7 +5,7 @@ from __future__ import annotations
 from readings_service.core.tokens import ADMIN, ANY_SCOPE, INGEST, METRICS, QUERY
 
 # Open to anyone: liveness, readiness and the description of the API.
-PUBLIC_ROUTES = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+PUBLIC_ROUTES = frozenset({"/health", "/ready", "/openapi.json"})
 
 # (method, route as registered) -> scope. A route added later without an entry here needs admin, so a
 # forgotten entry fails closed.

@@ -174,6 +174,9 @@ class TokenCache:
                     log.warning("cannot re-read API tokens (keeping the last set for at most %.0f s): %s",
                                 self.stale_after_s, error.detail)
                 failing = True
+            except Exception:  # a bug of ours: logged, and the refreshing goes on rather than dying silently
+                log.exception("re-reading API tokens failed unexpectedly")
+                failing = True
             else:
                 if failing:
                     log.info("API tokens re-read again (%d tokens)", len(self._set))

@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-ROOT = Path(__file__).resolve().parents[2]
+from readings_service.core.timestamps import MS_PER_DAY
+from tests.conftest import ROOT, env_without_readings
+
 CASSANDRA_SCRIPT = ROOT / "scripts" / "cassandra"
-MS_PER_DAY = 86_400_000
 # Fault data lives on one past UTC day, far from the other tests' days.
 FAULT_DAY_MS = 20_400 * MS_PER_DAY  # 2025-11-08
 
@@ -117,7 +118,7 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"service-{self.port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
+        env = env_without_readings()  # the cluster variables stay: a service finds the cluster the tests use
         env |= {"READINGS_CONFIG": str(ROOT / "config.toml"), "READINGS_HTTP_PORT": str(self.port),
                 "READINGS_AUTH_REQUIRED": "false"}  # the fault tests measure storage, not authentication
         env |= {f"READINGS_{key.upper()}": value for key, value in settings.items()}

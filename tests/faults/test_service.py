@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from readings_service.core.ordering import uuid_order_key
 from readings_service.core.timestamps import parse_timestamp
-from tests.conftest import settings_for
+from tests.conftest import run_keyspace, settings_for
 from tests.faults.harness import (
     FAULT_DAY_MS,
     MS_PER_DAY,
@@ -38,7 +37,7 @@ DAY = {"start": str(FAULT_DAY_MS), "end": str(FAULT_DAY_MS + MS_PER_DAY)}
 @pytest.fixture
 def keyspace(request: pytest.FixtureRequest) -> Iterator[str]:
     """A keyspace of the test's own on the test node, dropped afterwards."""
-    name = f"faults_{request.node.name.split('[')[0][5:30]}_{int(time.time())}"
+    name = run_keyspace(f"faults_{request.node.name.split('[')[0][5:30]}")
     yield name
     with driver_session(list(settings_for().cassandra.contact_points), "ONE") as session:
         session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=120)
@@ -114,7 +113,7 @@ class TestVanishingReaders:
             figures = asyncio.run(_vanish(service))
             log = service.log()
         print(f"\nvanishing readers: {figures}")
-        assert figures["disconnected"] >= 1000
+        assert figures["disconnected"] >= 1000, "fewer than 1,000 readers got a stream to walk away from"
         assert 0 == figures["streams_open"]
         assert figures["pages_after"] == figures["pages_settled"], "pages were still requested after the readers left"
         assert figures["tasks_after"] <= figures["tasks_before"] + 2
@@ -137,10 +136,15 @@ async def _vanish(service: Service) -> dict[str, float]:
             counts["disconnected"] += 1
 
     async def wave(http: aiohttp.ClientSession, readers: int) -> None:
-        for _ in range(readers // 20):
+        """Groups of 20 until `readers` have disconnected mid-stream (a reader shed with 503 does not count)."""
+        target = counts["disconnected"] + readers
+        for _ in range(3 * readers // 20):
+            if counts["disconnected"] >= target:
+                return
             await asyncio.gather(*(reader(http) for _ in range(20)), return_exceptions=True)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as http:
+        start = await _settled(http, service)
         # Warm-up: the allocator's high-water mark rises over the first waves of 20 concurrent streams (each holds
         # a prefetched page per bucket) and levels off; a leak would keep growing over the next 1,000.
         await wave(http, 1000)
@@ -157,6 +161,7 @@ async def _vanish(service: Service) -> dict[str, float]:
         "pages_after": metric(text, "readings_cassandra_pages_requested_total"),
         "tasks_before": before["tasks"],
         "tasks_after": after["tasks"],
+        "rss_start_mib": round(start["rss"] / 2**20, 1),
         "rss_before_mib": round(before["rss"] / 2**20, 1),
         "rss_after_mib": round(after["rss"] / 2**20, 1),
     }

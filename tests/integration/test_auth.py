@@ -4,6 +4,7 @@ revocation reaching the other instance, and the `token` command."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -118,6 +119,24 @@ class TestScopesOnRoutes:
                     assert 401 == (await response.json(content_type=PROBLEM_JSON))["status"]
         for path in ("/health", "/ready"):
             assert 200 == await status_of(client, "GET", path, {})
+
+
+class TestAccessLogNamesTheToken:
+    async def test_name_not_token(self, settings: Settings, start_instance: Callable[[], Awaitable[Any]],
+                                  caplog: pytest.LogCaptureFixture) -> None:
+        """The access-log line of an authenticated request names its token; the token itself never appears."""
+        token = await add_token(settings, "dashboard-7", QUERY)
+        client = await start_instance()
+        with caplog.at_level(logging.INFO, logger="readings_service.access"):
+            assert 200 == await status_of(client, "GET", f"/readings?{RANGE}", bearer(token))
+            assert 403 == await status_of(client, "POST", "/readings", bearer(token))
+            assert 401 == await status_of(client, "GET", f"/readings?{RANGE}", {})
+        lines = [r.getMessage() for r in caplog.records if r.name == "readings_service.access"]
+        assert 3 == len(lines)
+        assert ["token=dashboard-7", "token=dashboard-7"] == [
+            part for line in lines[:2] for part in line.split() if part.startswith("token=")]
+        assert "token=" not in lines[2]
+        assert all(token not in line for line in lines)
 
 
 class TestTwoInstances:

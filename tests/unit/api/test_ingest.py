@@ -18,7 +18,7 @@ import pytest
 from readings_service.api.app import create_app
 from readings_service.config import Settings
 from readings_service.core.memory_store import MemoryStore
-from tests.conftest import opener_of
+from tests.conftest import PeakAllocation, opener_of
 
 DEVICE_A = uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2")
 DEVICE_B = uuid.UUID("0191b2f4-65a3-7c3e-8a1b-2f6c1f0e9d42")
@@ -123,6 +123,54 @@ class TestLimits:
         assert 413 == response.status
         assert "after decompression" in (await response.json())["detail"]
         assert 0 == store.writes
+
+
+class TestLargeBodies:
+    @pytest.mark.parametrize(
+        ("body", "content_type"),
+        [
+            (b"[" + b"{}," * 300_000 + b"{}]", "application/json"),
+            (b"[[" + b"{}," * 300_000 + b"{}]]", "application/json"),
+            (b"1\n" * 500_000, "application/x-ndjson"),
+        ],
+        ids=["json-objects", "json-nested", "ndjson-lines"],
+    )
+    async def test_adversarial_bodies_are_413_in_bounded_memory(
+        self, aiohttp_client: Any, store: MemoryStore, settings: Settings, body: bytes, content_type: str
+    ) -> None:
+        """Bodies that would decode into far more objects than max_items readings are refused before that.
+
+        Reading the body takes about twice its size (its chunks, then one bytes); decoding these took 4-30 times.
+        """
+        limited = dataclasses.replace(
+            settings, ingest=dataclasses.replace(settings.ingest, max_items=100, max_body_bytes=2 * 2**20)
+        )
+        client = await aiohttp_client(create_app(limited, opener_of(store)))
+        with PeakAllocation() as peak:
+            response = await client.post("/readings", data=body, headers={"Content-Type": content_type})
+            assert 413 == response.status
+            assert "more than 100 readings" in (await response.json())["detail"]
+        assert peak.allocated < 4 * len(body), f"{peak.allocated} bytes allocated for a body of {len(body)}"
+        assert 0 == store.writes
+
+    @pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+    async def test_ten_thousand_readings_with_problems(
+        self, client: Any, store: MemoryStore, content_type: str
+    ) -> None:
+        """A body of max_items readings (decoded off the event loop) is written whole; its problems are listed."""
+        items = [reading(ts=i, temperature=None if i % 1000 == 999 else 20.0) for i in range(10_000)]
+        if content_type == "application/json":
+            body, first_index = orjson.dumps(items), 0
+        else:
+            body, first_index = b"\n".join(orjson.dumps(item) for item in items), 1
+        response = await client.post("/readings?partial=true", data=body, headers={"Content-Type": content_type})
+        assert 207 == response.status
+        answer = await response.json()
+        assert (9990, 10) == (answer["accepted"], answer["rejected"])
+        assert [(i + first_index, "temperature") for i in range(999, 10_000, 1000)] == [
+            (p["index"], p["field"]) for p in answer["problems"]
+        ]
+        assert 9990 == len(store)
 
 
 class TestRoutes:

@@ -6,14 +6,20 @@ tests/integration/test_query.py.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import HttpVersion10
 
+from readings_service.api.app import create_app
 from readings_service.core.memory_store import MemoryStore
 from readings_service.core.model import Reading
+from readings_service.errors import StoreFailure
+from tests.conftest import opener_of, settings_for
 
 # The tests' own row shape: (ts, device_id, temperature, pressure), ts as printed.
 Row = tuple[str, uuid.UUID, float, float]
@@ -43,6 +49,20 @@ class TestEdges:
             response = await client.get(f"/readings?start={start}&end=1700000000001")
             assert [(device, 1.0)] == [(r[1], r[2]) for r in parse_lines(await response.read())]
 
+    @pytest.mark.parametrize("path", ["/readings", "/devices/7d444840-9dc0-11d1-b245-5ffdce74fad2/readings"])
+    async def test_http10_stream_is_refused(self, client: Any, store: MemoryStore, path: str) -> None:
+        """HTTP/1.0 has no chunked framing, so a cut stream could not be told from a complete one: 505."""
+        await store.write([Reading(uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2"), 5, 1.0, 2.0)])
+        async with (
+            aiohttp.ClientSession(version=HttpVersion10) as http10,
+            http10.get(client.make_url(f"{path}?start=0&end=10")) as response,
+        ):
+            assert (505, "application/problem+json") == (response.status, response.content_type)
+            assert "HTTP/1.1" in (await response.json(content_type="application/problem+json"))["detail"]
+        response = await client.get(f"{path}?start=0&end=10")
+        assert 200 == response.status
+        assert 1 == len(parse_lines(await response.read()))
+
     @pytest.mark.parametrize(
         ("query", "parameter"),
         [
@@ -70,3 +90,33 @@ class TestEdges:
         """A device path segment that is not a UUID is a 400."""
         assert 400 == (await client.get("/devices/abc/readings?start=0&end=1")).status
         assert 400 == (await client.get("/devices/abc/latest")).status
+
+
+class _RefusingStore(MemoryStore):
+    """Storage that refuses every write, as Cassandra does an invalid request (the cause holds a host name)."""
+
+    async def write(self, readings: Any) -> None:
+        try:
+            raise ValueError("InvalidRequest from 10.1.2.3:9042: table secret_ks.readings is gone")
+        except ValueError as cause:
+            raise StoreFailure("Cassandra: InvalidRequest: table secret_ks.readings is gone") from cause
+
+
+class TestStoreFailure:
+    async def test_500_names_the_kind_logs_the_rest(
+        self, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A refusal by storage is a 500 problem naming the driver error's type, not its text; the log has it all."""
+        client = await aiohttp_client(create_app(settings_for(), opener_of(_RefusingStore())))
+        reading = {"device_id": str(uuid.uuid4()), "ts": 5, "temperature": 1.0, "pressure": 2.0}
+        with caplog.at_level(logging.ERROR, logger="readings_service"):
+            response = await client.post("/readings", json=reading)
+        problem = await response.json(content_type="application/problem+json")
+        assert (500, "Storage error") == (response.status, problem["title"])
+        assert "ValueError" in problem["detail"]
+        assert "secret_ks" not in problem["detail"]
+        assert "10.1.2.3" not in problem["detail"]
+        logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert 1 == len(logged)
+        assert "secret_ks" in logged[0].getMessage()
+        assert logged[0].exc_info is not None

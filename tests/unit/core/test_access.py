@@ -28,7 +28,7 @@ class TestRequiredScope:
         """Each route of the API needs its one scope (admin holds them all)."""
         assert expected == required_scope(method, route)
 
-    @pytest.mark.parametrize("route", ["/health", "/ready", "/openapi.json", "/docs"])
+    @pytest.mark.parametrize("route", ["/health", "/ready", "/openapi.json"])
     def test_public_routes(self, route: str) -> None:
         """Liveness, readiness and the API description need no token."""
         assert required_scope("GET", route) is None

@@ -185,3 +185,30 @@ class TestTokenCache:
         release.set()
         await slow
         assert cache.find("secret-a") is None
+
+    async def test_keeps_refreshing_after_an_unexpected_error(self) -> None:
+        """A bug while re-reading is logged and the next interval reads again; the task does not die."""
+        store = MemoryTokens()
+        cache = TokenCache(store, 0.01)
+        original = store.tokens
+        calls = 0
+
+        async def broken_once() -> list[TokenRecord]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug")
+            return await original()
+
+        store.tokens = broken_once  # type: ignore[method-assign]
+        await store.add(record("a", "secret-a", INGEST))
+        task = asyncio.create_task(cache.keep_fresh())
+        try:
+            for _ in range(200):
+                if calls >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert not task.done()
+            assert cache.find("secret-a") is not None
+        finally:
+            task.cancel()
