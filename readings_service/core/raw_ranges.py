@@ -7,6 +7,7 @@ as NDJSON bytes identical to what `ndjson.encode_rows` writes for the same rows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ async def _open_day(store: RawPageStore, scan: DayScan, buckets: int) -> LineChu
                         merge.finish(index)
                     else:
                         merge.push(index, page)
-            data, rows, complete, dry = merge.cut()
+            # On a worker thread: the cut runs without the GIL, and the loop serves other requests meanwhile.
+            data, rows, complete, dry = await asyncio.to_thread(merge.cut)
             if rows or not complete:
                 yield EncodedLines(data, rows, complete)
             # With no partition to refill, every one has ended: the next cut takes the rest, then nothing is left.
