@@ -28,7 +28,6 @@ from readings_service.core.ingest import ACCEPTED_TYPES, media_type
 from readings_service.core.ndjson import row_object
 from readings_service.core.ranges import device_chunks, range_chunks, take
 from readings_service.core.store import Pages, ReadingStore
-from readings_service.core.timestamps import latest_accepted_ms
 from readings_service.errors import (
     BadRequest,
     InvalidReadings,
@@ -79,8 +78,8 @@ async def post_readings(request: web.Request) -> web.Response:
 async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Response:
     settings = request.app[SETTINGS].ingest
     body = await read_body(request, settings.max_body_bytes)
-    max_ts_ms = latest_accepted_ms(settings.max_future_skew_s)
-    batch = await request.app[BODY_DECODER].parse(body, kind, max_items=settings.max_items, max_ts_ms=max_ts_ms)
+    limits = request.app[SETTINGS].timestamp_rules().limits()
+    batch = await request.app[BODY_DECODER].parse(body, kind, max_items=settings.max_items, limits=limits)
     problems = [p.as_dict() for p in batch.problems]
     READINGS_INGESTED.labels("rejected").inc(batch.items - len(batch.readings))
     if problems and not partial:

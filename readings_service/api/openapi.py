@@ -173,7 +173,10 @@ def _schemas() -> Json:
                     {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS,
                      "description": "Epoch milliseconds."},
                     {"type": "string", "format": "date-time", "description": "RFC 3339 with an offset."},
-                ], "description": "Not more than `ingest.max_future_skew_s` ahead of the server clock."},
+                ], "description": (
+                    "Not before `ingest.oldest_ts` (2000-01-01T00:00:00Z by default; an integer that would be "
+                    "accepted as epoch seconds, microseconds or nanoseconds is reported as such) and not more than "
+                    "`ingest.max_future_skew_s` ahead of the server clock.")},
                 "temperature": number,
                 "pressure": number,
             },
