@@ -21,6 +21,7 @@ from readings_service.api.decoding import BodyDecoder
 from readings_service.api.openapi import openapi_json
 from readings_service.api.params import parse_range
 from readings_service.api.problems import problems_middleware
+from readings_service.api.query_string import strict_query_middleware
 from readings_service.api.shutdown import Shutdown
 from readings_service.api.streaming import stream_ndjson
 from readings_service.config import Settings
@@ -177,5 +178,6 @@ def create_app(
     app.router.add_get("/devices/{device_id}/latest", get_latest)
     app.router.add_get("/openapi.json", openapi_json)
     setup_auth(app, settings, open_tokens)
+    app.middlewares.append(strict_query_middleware)  # after authentication: a client without a token learns nothing
     setup_cors(app, settings.http.cors_origins)
     return app
