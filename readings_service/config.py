@@ -95,6 +95,9 @@ class CassandraSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     buckets: int = _setting(16, _between(1, 1024))
+    # Ten years at most. Cassandra 5 in its default storage_compatibility_mode (CASSANDRA_4) refuses writes
+    # that would expire after 2038-01-19, so keep retention short of that.
+    retention_days: int = _setting(0, _between(0, 3650))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,7 @@ class Settings:
 
     def timestamp_rules(self) -> TimestampRules:
         """Which reading timestamps ingest accepts (the API, `load` and `verify` alike)."""
-        return TimestampRules(self.ingest.oldest_ts_ms, self.ingest.max_future_skew_s)
+        return TimestampRules(self.ingest.oldest_ts_ms, self.ingest.max_future_skew_s, self.storage.retention_days)
 
 
 @dataclass(frozen=True, slots=True)

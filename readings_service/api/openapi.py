@@ -177,8 +177,9 @@ def _schemas() -> Json:
                     {"type": "string", "format": "date-time", "description": "RFC 3339 with an offset."},
                 ], "description": (
                     "Not before `ingest.oldest_ts` (2000-01-01T00:00:00Z by default; an integer that would be "
-                    "accepted as epoch seconds, microseconds or nanoseconds is reported as such) and not more than "
-                    "`ingest.max_future_skew_s` ahead of the server clock.")},
+                    "accepted as epoch seconds, microseconds or nanoseconds is reported as such), not more than "
+                    "`storage.retention_days` old when that is set (the reading expires that long after its `ts`), "
+                    "and not more than `ingest.max_future_skew_s` ahead of the server clock.")},
                 "temperature": number,
                 "pressure": number,
             },

@@ -66,14 +66,19 @@ def latest_accepted_ms(max_future_skew_s: int, now_s: float | None = None) -> in
 
 @dataclass(frozen=True, slots=True)
 class TimestampRules:
-    """Which reading timestamps are accepted, as configured: `ingest.oldest_ts` and `ingest.max_future_skew_s`."""
+    """Which reading timestamps are accepted, as configured: `ingest.oldest_ts`, `ingest.max_future_skew_s` and
+    `storage.retention_days` (0: kept forever)."""
 
     oldest_ms: int = OLDEST_TS_MS
     max_future_skew_s: int = 300
+    retention_days: int = 0
 
     def limits(self, now_s: float | None = None) -> TimestampLimits:
         """The limits at `now_s` (the server clock by default)."""
-        return TimestampLimits(self.oldest_ms, latest_accepted_ms(self.max_future_skew_s, now_s))
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        retained_from_ms = now_ms - self.retention_days * MS_PER_DAY if self.retention_days else MIN_TS_MS
+        return TimestampLimits(self.oldest_ms, now_ms + self.max_future_skew_s * 1000, retained_from_ms,
+                               self.retention_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +86,14 @@ class TimestampLimits:
     """The reading timestamps accepted at one moment, in epoch ms: from `oldest_ms` to `latest_ms`, both included.
 
     `oldest_ms` is `ingest.oldest_ts`: an earlier timestamp is taken for a client's mistake (a wrong unit, an
-    unset clock) rather than data. `latest_ms` is the server clock plus the allowed skew.
+    unset clock) rather than data. `latest_ms` is the server clock plus the allowed skew. A reading before
+    `retained_from_ms` would already have expired under `retention_days` (0: none expires).
     """
 
     oldest_ms: int
     latest_ms: int
+    retained_from_ms: int = MIN_TS_MS
+    retention_days: int = 0
 
     def likely_unit(self, value: int) -> tuple[str, int] | None:
         """The unit ("seconds", "microseconds", "nanoseconds") in which an integer refused as epoch milliseconds

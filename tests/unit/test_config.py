@@ -196,6 +196,22 @@ class TestOldestTimestamp:
             load_settings(None, {"READINGS_INGEST_OLDEST_TS": value})
 
 
+class TestRetention:
+    def test_kept_forever_by_default(self) -> None:
+        assert 0 == load_settings(None, {}).storage.retention_days
+
+    def test_carried_into_timestamp_rules(self) -> None:
+        """The rules ingest applies refuse readings older than retention_days, counted from the clock."""
+        settings = load_settings(None, {"READINGS_STORAGE_RETENTION_DAYS": "30"})
+        limits = settings.timestamp_rules().limits(now_s=1_800_000_000)
+        assert (30, 1_800_000_000_000 - 30 * 86_400_000) == (limits.retention_days, limits.retained_from_ms)
+
+    @pytest.mark.parametrize("value", ["-1", "3651"])
+    def test_bounds(self, value: str) -> None:
+        with pytest.raises(ConfigError, match=r"READINGS_STORAGE_RETENTION_DAYS = .* must be between 0 and 3650"):
+            load_settings(None, {"READINGS_STORAGE_RETENTION_DAYS": value})
+
+
 class TestCorsOrigins:
     def test_none_by_default(self) -> None:
         assert () == load_settings(None, {}).http.cors_origins

@@ -279,6 +279,36 @@ class TestTimestampTooOld:
         )
 
 
+class TestRetention:
+    """With a retention, readings that would already have expired are refused."""
+
+    LIMITS = TimestampLimits(OLDEST_TS_MS, MAX_TS_MS, retained_from_ms=TS_MS - 30 * 86_400_000, retention_days=30)
+
+    def test_within_retention(self) -> None:
+        oldest_kept = TS_MS - 30 * 86_400_000
+        assert isinstance(parse_reading(item(ts=oldest_kept), INDEX, limits=self.LIMITS), Reading)
+
+    def test_older_than_retention(self) -> None:
+        too_old = TS_MS - 30 * 86_400_000 - 1
+        expected = [Problem(INDEX, "ts", (
+            f"timestamp is more than storage.retention_days (30) days old, so the reading would expire at once: "
+            f"{too_old}"
+        ))]
+
+        assert expected == parse_reading(item(ts=too_old), INDEX, limits=self.LIMITS)
+
+    def test_before_oldest_names_oldest_first(self) -> None:
+        """A timestamp before ingest.oldest_ts is reported as such (with its unit guess), not as expired."""
+        [problem] = problems_of_with(self.LIMITS, 1_795_168_800)
+        assert problem.reason.startswith("looks like epoch seconds")
+
+
+def problems_of_with(limits: TimestampLimits, ts: object) -> list[Problem]:
+    parsed = parse_reading(item(ts=ts), INDEX, limits=limits)
+    assert isinstance(parsed, list), parsed
+    return parsed
+
+
 class TestAllProblemsCollected:
     """Every problem of an item is reported at once."""
 
