@@ -79,6 +79,10 @@ def run_serve(settings: Settings) -> None:
                  "the address is already in use")
 
 
+def _kept(retention_days: int) -> str:
+    return f"{retention_days} days after their timestamp" if retention_days else "forever"
+
+
 def run_schema(settings: Settings, action: str) -> None:
     from readings_service.store.cassandra import connect
     from readings_service.store.schema import apply_schema, check_layout
@@ -86,9 +90,15 @@ def run_schema(settings: Settings, action: str) -> None:
     cluster, session = connect(settings.cassandra)
     try:
         if action == "apply":
-            apply_schema(session, settings.cassandra, settings.storage.buckets)
+            changes = apply_schema(session, settings.cassandra, settings.storage.buckets,
+                                   retention_days=settings.storage.retention_days)
             print(f"schema applied to keyspace {settings.cassandra.keyspace} "
                   f"({settings.storage.buckets} buckets)")
+            print(f"readings are kept {_kept(settings.storage.retention_days)}")
+            for change in changes:
+                print(f"changed {change}")
+            if not changes:
+                print("no table options changed")
         else:
             check_layout(session, settings.cassandra.keyspace, settings.storage.buckets)
             print(f"keyspace {settings.cassandra.keyspace} matches the configuration")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from readings_service.core.timestamps import TimestampError, TimestampRules, parse_timestamp
+
 ENV_PREFIX = "READINGS_"
 CONFIG_PATH_ENV = "READINGS_CONFIG"
 # Read when neither --config nor READINGS_CONFIG names a file, if it exists in the working directory.
@@ -60,6 +62,14 @@ def _origins(value: Any) -> str | None:
     return None
 
 
+def _instant(value: Any) -> str | None:
+    try:
+        parse_timestamp(value)
+    except TimestampError as error:
+        return f"must be an RFC 3339 date-time with an offset, e.g. \"2000-01-01T00:00:00Z\" ({error})"
+    return None
+
+
 def _setting(default: Any, rule: Callable[[Any], str | None]) -> Any:
     return field(default=default, metadata={"check": rule})
 
@@ -85,6 +95,9 @@ class CassandraSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     buckets: int = _setting(16, _between(1, 1024))
+    # Ten years at most. Cassandra 5 in its default storage_compatibility_mode (CASSANDRA_4) refuses writes
+    # that would expire after 2038-01-19, so keep retention short of that.
+    retention_days: int = _setting(0, _between(0, 3650))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +105,15 @@ class IngestSettings:
     max_body_bytes: int = _setting(16 * 1024 * 1024, _positive)
     max_items: int = _setting(10_000, _positive)
     max_future_skew_s: int = _setting(300, _not_negative)
+    oldest_ts: str = _setting("2000-01-01T00:00:00Z", _instant)
     batch_rows: int = _setting(40, _between(1, 1000))
     max_in_flight: int = _setting(64, _between(1, 4096))
     max_concurrent_requests: int = _setting(32, _between(1, 100_000))
+
+    @property
+    def oldest_ts_ms(self) -> int:
+        """`oldest_ts` in epoch milliseconds."""
+        return parse_timestamp(self.oldest_ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +158,10 @@ class Settings:
     query: QuerySettings = field(default_factory=QuerySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+
+    def timestamp_rules(self) -> TimestampRules:
+        """Which reading timestamps ingest accepts (the API, `load` and `verify` alike)."""
+        return TimestampRules(self.ingest.oldest_ts_ms, self.ingest.max_future_skew_s, self.storage.retention_days)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,13 +22,13 @@ from readings_service.api.loop_watch import loop_watch_ctx
 from readings_service.api.openapi import openapi_json
 from readings_service.api.params import parse_range
 from readings_service.api.problems import problems_middleware
+from readings_service.api.query_string import strict_query_middleware
 from readings_service.api.shutdown import Shutdown
 from readings_service.api.streaming import stream_ndjson
 from readings_service.config import Settings
 from readings_service.core.ingest import ACCEPTED_TYPES, media_type
 from readings_service.core.ndjson import LineChunks, row_object
 from readings_service.core.store import ReadingStore
-from readings_service.core.timestamps import latest_accepted_ms
 from readings_service.errors import (
     BadRequest,
     InvalidReadings,
@@ -81,8 +81,8 @@ async def post_readings(request: web.Request) -> web.Response:
 async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Response:
     settings = request.app[SETTINGS].ingest
     body = await read_body(request, settings.max_body_bytes)
-    max_ts_ms = latest_accepted_ms(settings.max_future_skew_s)
-    batch = await request.app[BODY_DECODER].parse(body, kind, max_items=settings.max_items, max_ts_ms=max_ts_ms)
+    limits = request.app[SETTINGS].timestamp_rules().limits()
+    batch = await request.app[BODY_DECODER].parse(body, kind, max_items=settings.max_items, limits=limits)
     problems = [p.as_dict() for p in batch.problems]
     READINGS_INGESTED.labels("rejected").inc(batch.items - len(batch.readings))
     if problems and not partial:
@@ -184,5 +184,6 @@ def create_app(
     app.router.add_get("/devices/{device_id}/latest", get_latest)
     app.router.add_get("/openapi.json", openapi_json)
     setup_auth(app, settings, open_tokens)
+    app.middlewares.append(strict_query_middleware)  # after authentication: a client without a token learns nothing
     setup_cors(app, settings.http.cors_origins)
     return app

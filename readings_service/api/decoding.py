@@ -7,6 +7,7 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 
 from readings_service.core.ingest import Batch, Body, parse_body
+from readings_service.core.timestamps import TimestampLimits
 
 # A reading takes ~15 µs to decode and validate, so 64 KiB (~600 readings) holds the loop for ~10 ms; above it
 # the thread hop (~0.1-0.2 ms) is cheap next to the stall it saves.
@@ -23,12 +24,12 @@ class BodyDecoder:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="readings-decode")
         self._inline_bytes = inline_bytes
 
-    async def parse(self, body: Body, content_type: str, *, max_items: int, max_ts_ms: int) -> Batch:
+    async def parse(self, body: Body, content_type: str, *, max_items: int, limits: TimestampLimits) -> Batch:
         """The body's readings and problems; raises what parse_body raises.
 
         A cancelled caller does not stop a decode already running: its thread finishes and the result is dropped.
         """
-        parse = functools.partial(parse_body, body, content_type, max_items=max_items, max_ts_ms=max_ts_ms)
+        parse = functools.partial(parse_body, body, content_type, max_items=max_items, limits=limits)
         if len(body) <= self._inline_bytes:
             return parse()
         return await asyncio.get_running_loop().run_in_executor(self._executor, parse)

@@ -28,7 +28,8 @@ UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-
 
 ERRORS = {
     400: "Bad request: a parameter, the body, its Content-Type or the HTTP message itself is malformed; "
-         "`parameter` names the query parameter at fault.",
+         "`parameter` names the query parameter at fault. A query parameter the operation does not list, or one "
+         "given twice, is refused too (`supported` then lists the operation's parameters).",
     401: "No valid bearer token (none, unknown or revoked); `WWW-Authenticate: Bearer` says which.",
     403: "The token lacks the scope this operation needs (`required_scope`).",
     404: "Not found.",
@@ -140,7 +141,8 @@ def _schemas() -> Json:
                 "problems": {"type": "array", "items": _ref("schemas", "ItemProblem")},
                 "limit": {"type": "integer", "description": "The limit that was exceeded (413)."},
                 "supported": {"type": "array", "items": {"type": "string"},
-                              "description": "What would have been accepted (415, unsupported Content-Type)."},
+                              "description": "What would have been accepted: Content-Types (415), or the "
+                                             "operation's query parameters (400, unknown or repeated parameter)."},
                 "encoding": {"type": "string", "description": "The refused Content-Encoding (415)."},
                 "allowed": {"type": "array", "items": {"type": "string"}, "description": "Allowed methods (405)."},
                 "required_scope": {"type": "string", "enum": list(SCOPES)},
@@ -173,7 +175,11 @@ def _schemas() -> Json:
                     {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS,
                      "description": "Epoch milliseconds."},
                     {"type": "string", "format": "date-time", "description": "RFC 3339 with an offset."},
-                ], "description": "Not more than `ingest.max_future_skew_s` ahead of the server clock."},
+                ], "description": (
+                    "Not before `ingest.oldest_ts` (2000-01-01T00:00:00Z by default; an integer that would be "
+                    "accepted as epoch seconds, microseconds or nanoseconds is reported as such), not more than "
+                    "`storage.retention_days` old when that is set (the reading expires that long after its `ts`), "
+                    "and not more than `ingest.max_future_skew_s` ahead of the server clock.")},
                 "temperature": number,
                 "pressure": number,
             },
@@ -335,6 +341,15 @@ def document() -> Json:
             "responses": {str(status): _problem_response(status) for status in ERRORS},
         },
     }
+
+
+@functools.cache
+def query_parameters(method: str, path: str) -> frozenset[str]:
+    """The names of the query parameters the document gives the operation (`GET`, `/readings`); none for a path
+    or method it does not describe."""
+    operation = document()["paths"].get(path, {}).get(method.lower(), {})
+    return frozenset(parameter["name"] for parameter in operation.get("parameters", ())
+                     if parameter["in"] == "query")
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from readings_service.core.model import Problem, Reading, parse_reading
+from readings_service.core.timestamps import TimestampLimits
 from readings_service.errors import BadRequest, TooLarge
 
 JSON = "application/json"
@@ -132,7 +133,7 @@ class _Unparseable:
         self.reason = reason
 
 
-def parse_body(body: Body, content_type: str, *, max_items: int, max_ts_ms: int) -> Batch:
+def parse_body(body: Body, content_type: str, *, max_items: int, limits: TimestampLimits) -> Batch:
     """Decode and validate a whole body; raises BadRequest or TooLarge for the body as a whole.
 
     CPU-bound: ~15 µs per reading, so callers run large bodies off the event loop.
@@ -148,7 +149,7 @@ def parse_body(body: Body, content_type: str, *, max_items: int, max_ts_ms: int)
         if isinstance(item, _Unparseable):
             problems.append(Problem(index, None, f"line is not valid JSON: {item.reason}"))
             continue
-        parsed = parse_reading(item, index, max_ts_ms=max_ts_ms)
+        parsed = parse_reading(item, index, limits=limits)
         if isinstance(parsed, Reading):
             readings.append(parsed)
         else:

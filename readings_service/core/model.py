@@ -6,7 +6,13 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from readings_service.core.timestamps import TimestampError, format_timestamp, parse_timestamp
+from readings_service.core.timestamps import (
+    MAX_TS_MS,
+    TimestampError,
+    TimestampLimits,
+    format_timestamp,
+    parse_timestamp,
+)
 
 FIELDS = ("device_id", "ts", "temperature", "pressure")
 
@@ -54,13 +60,14 @@ class Problem:
         return {"index": self.index, "field": self.field, "reason": self.reason}
 
 
-def parse_reading(item: object, index: int, *, max_ts_ms: int) -> Reading | list[Problem]:
+def parse_reading(item: object, index: int, *, limits: TimestampLimits) -> Reading | list[Problem]:
     """A reading from one decoded JSON value, or every problem found in it.
 
     The value must be an object with exactly the keys `device_id`, `ts`,
     `temperature` and `pressure`: an unknown key is a problem rather than being
-    ignored, so a misspelt field cannot silently drop data. Timestamps later than
-    `max_ts_ms` (the caller's "now" plus the allowed clock skew) are refused.
+    ignored, so a misspelt field cannot silently drop data. Timestamps outside
+    `limits` are refused; for an integer that would be accepted in another unit
+    (epoch seconds, microseconds, nanoseconds) the reason names that unit.
     """
     if not isinstance(item, dict):
         return [Problem(index, None, f"item must be an object, not {_json_type(item)}")]
@@ -72,7 +79,7 @@ def parse_reading(item: object, index: int, *, max_ts_ms: int) -> Reading | list
         device_id = _parse_device_id(item["device_id"], index, problems)
     ts_ms: int | None = None
     if "ts" in item:
-        ts_ms = _parse_ts(item["ts"], index, max_ts_ms, problems)
+        ts_ms = _parse_ts(item["ts"], index, limits, problems)
     temperature: float | None = None
     if "temperature" in item:
         temperature = _parse_number(item["temperature"], "temperature", index, problems)
@@ -106,16 +113,41 @@ def _parse_device_id(value: object, index: int, problems: list[Problem]) -> uuid
     return uuid.UUID(value)
 
 
-def _parse_ts(value: object, index: int, max_ts_ms: int, problems: list[Problem]) -> int | None:
+def _parse_ts(value: object, index: int, limits: TimestampLimits, problems: list[Problem]) -> int | None:
     try:
         ts_ms = parse_timestamp(value)
     except TimestampError as error:
-        problems.append(Problem(index, "ts", f"{error}: {_show(value)}"))
+        problems.append(Problem(index, "ts", _wrong_unit(value, limits) or f"{error}: {_show(value)}"))
         return None
-    if ts_ms > max_ts_ms:
-        problems.append(Problem(index, "ts", "timestamp is more than the allowed skew in the future"))
+    if ts_ms > limits.latest_ms:
+        reason = "timestamp is more than the allowed skew in the future"
+        problems.append(Problem(index, "ts", _wrong_unit(value, limits) or reason))
+        return None
+    if ts_ms < limits.oldest_ms:
+        reason = f"timestamp is before ingest.oldest_ts, {format_timestamp(limits.oldest_ms)}: {_show(value)}"
+        problems.append(Problem(index, "ts", _wrong_unit(value, limits) or reason))
+        return None
+    if ts_ms < limits.retained_from_ms:
+        reason = (f"timestamp is more than storage.retention_days ({limits.retention_days}) days old, so the "
+                  f"reading would expire at once: {_show(value)}")
+        problems.append(Problem(index, "ts", reason))
         return None
     return ts_ms
+
+
+def _wrong_unit(value: object, limits: TimestampLimits) -> str | None:
+    """Why an integer refused as epoch ms is likely in another unit, or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    likely = limits.likely_unit(value)
+    if likely is None:
+        return None
+    unit, ts_ms = likely
+    as_ms = "after the year 9999" if value > MAX_TS_MS else format_timestamp(value)
+    return (
+        f"looks like epoch {unit}; ts is epoch milliseconds (as {unit} {_show(value)} is "
+        f"{format_timestamp(ts_ms)}, as milliseconds {as_ms})"
+    )
 
 
 def _parse_number(value: object, field: str, index: int, problems: list[Problem]) -> float | None:

@@ -1,9 +1,12 @@
 """Reading timestamps: API input to epoch milliseconds, and epoch milliseconds to RFC 3339."""
 
+from __future__ import annotations
+
 import datetime
 import functools
 import re
 import time
+from dataclasses import dataclass
 
 MIN_TS_MS = -62_135_596_800_000
 """0001-01-01T00:00:00.000Z, the earliest accepted instant."""
@@ -11,6 +14,10 @@ MAX_TS_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the latest accepted instant."""
 
 MS_PER_DAY = 86_400_000
+OLDEST_TS_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z, the default of ingest.oldest_ts."""
+# An integer refused as epoch ms may be a count of another unit: (name, milliseconds per unit as a fraction).
+_OTHER_UNITS = (("seconds", 1000, 1), ("microseconds", 1, 1000), ("nanoseconds", 1, 1_000_000))
 _EPOCH_MS_TEXT = re.compile(r"-?[0-9]{1,16}")
 # An unencoded '+' in a query string arrives as a space: "...T10:00:00 01:00" meant "+01:00".
 _SPACE_OFFSET = re.compile(r"(.*[0-9]) ([0-9]{2}:[0-9]{2})")
@@ -57,6 +64,47 @@ def parse_time_text(raw: str) -> int:
 def latest_accepted_ms(max_future_skew_s: int, now_s: float | None = None) -> int:
     """The latest timestamp accepted now: the server clock plus the allowed skew, in epoch ms."""
     return int((time.time() if now_s is None else now_s) * 1000) + max_future_skew_s * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampRules:
+    """Which reading timestamps are accepted, as configured: `ingest.oldest_ts`, `ingest.max_future_skew_s` and
+    `storage.retention_days` (0: kept forever)."""
+
+    oldest_ms: int = OLDEST_TS_MS
+    max_future_skew_s: int = 300
+    retention_days: int = 0
+
+    def limits(self, now_s: float | None = None) -> TimestampLimits:
+        """The limits at `now_s` (the server clock by default)."""
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        retained_from_ms = now_ms - self.retention_days * MS_PER_DAY if self.retention_days else MIN_TS_MS
+        return TimestampLimits(self.oldest_ms, now_ms + self.max_future_skew_s * 1000, retained_from_ms,
+                               self.retention_days)
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampLimits:
+    """The reading timestamps accepted at one moment, in epoch ms: from `oldest_ms` to `latest_ms`, both included.
+
+    `oldest_ms` is `ingest.oldest_ts`: an earlier timestamp is taken for a client's mistake (a wrong unit, an
+    unset clock) rather than data. `latest_ms` is the server clock plus the allowed skew. A reading before
+    `retained_from_ms` would already have expired under `retention_days` (0: none expires).
+    """
+
+    oldest_ms: int
+    latest_ms: int
+    retained_from_ms: int = MIN_TS_MS
+    retention_days: int = 0
+
+    def likely_unit(self, value: int) -> tuple[str, int] | None:
+        """The unit ("seconds", "microseconds", "nanoseconds") in which an integer refused as epoch milliseconds
+        would be an accepted timestamp, and that timestamp in epoch ms; None if there is no such unit."""
+        for unit, multiply, divide in _OTHER_UNITS:
+            ts_ms = value * multiply // divide
+            if self.oldest_ms <= ts_ms <= self.latest_ms:
+                return unit, ts_ms
+        return None
 
 
 def parse_timestamp(value: object) -> int:

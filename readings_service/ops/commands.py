@@ -164,7 +164,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
     options = LoadOptions(
         rejects=args.rejects or default_rejects_path(args.files), fmt=args.format, batch_rows=args.batch_rows,
         concurrency=args.concurrency, strict=args.strict, skip=args.skip, checkpoint=args.checkpoint,
-        max_future_skew_s=settings.ingest.max_future_skew_s,
+        timestamps=settings.timestamp_rules(),
     )
     progress = progress_for(sys.stderr, args.log_every)
 
@@ -226,7 +226,7 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
             return await verify(
                 args.files, store, buckets=settings.storage.buckets, on_mismatch=on_mismatch,
                 on_invalid=lambda text: show("invalid", f"invalid {text}", sys.stderr), fmt=args.format,
-                window_rows=args.window_rows, max_future_skew_s=settings.ingest.max_future_skew_s,
+                window_rows=args.window_rows, timestamps=settings.timestamp_rules(),
                 spill_dir=args.tmp_dir,
             )
 

@@ -23,7 +23,7 @@ import orjson
 from aiostream import stream
 
 from readings_service.core.model import Problem, Reading, parse_reading
-from readings_service.core.timestamps import latest_accepted_ms
+from readings_service.core.timestamps import TimestampLimits, TimestampRules
 from readings_service.errors import StoreUnavailable
 from readings_service.ops.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from readings_service.ops.progress import Counts, LoadProgress
@@ -56,7 +56,7 @@ class LoadOptions:
     strict: bool = False
     skip: int = 0
     checkpoint: Path | None = None
-    max_future_skew_s: int = 300
+    timestamps: TimestampRules = field(default_factory=TimestampRules)
     retries: int = 3
     retry_delay_s: float = 1.0
     read_bytes: int = CHUNK_BYTES
@@ -168,7 +168,7 @@ class _Loader:
         self._stopped: Rejected | None = None
         self._resume_rows = 0  # items found at or before the resume position, to check the input is the same
         self._shown = 0
-        self._max_ts_ms = 0
+        self._limits = TimestampLimits(0, 0)
         self._done_bytes = 0
         self._sent_rows = self._acked.rows
         self._source_error: SourceError | None = None
@@ -221,7 +221,7 @@ class _Loader:
         async with contextlib.aclosing(read_items(source, self._options.fmt)) as chunks:
             async for splitter, items in chunks:
                 self._counts.bytes_read = self._done_bytes + source.consumed
-                self._max_ts_ms = latest_accepted_ms(self._options.max_future_skew_s)
+                self._limits = self._options.timestamps.limits()
                 for count, (line, raw) in enumerate(items, start=1):
                     self._counts.rows_read += 1
                     if self._skipped(index, line):
@@ -231,7 +231,7 @@ class _Loader:
                     except UnreadableItem as error:
                         self._reject(Rejected(source.display, line, str(error), raw))
                     else:
-                        parsed = parse_reading(item, line, max_ts_ms=self._max_ts_ms)
+                        parsed = parse_reading(item, line, limits=self._limits)
                         if isinstance(parsed, Reading):
                             self._batch.readings.append(parsed)
                         else:

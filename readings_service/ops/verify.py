@@ -22,7 +22,7 @@ from typing import BinaryIO
 from readings_service.core.model import Problem, Reading, parse_reading, reading_to_json_dict
 from readings_service.core.ranges import RangeRequest, range_chunks
 from readings_service.core.store import ReadingStore
-from readings_service.core.timestamps import MS_PER_DAY, format_timestamp, latest_accepted_ms
+from readings_service.core.timestamps import MS_PER_DAY, TimestampRules, format_timestamp
 from readings_service.ops.load import reason_of
 from readings_service.ops.sources import InputFile, UnreadableItem, display_name, iter_items
 
@@ -96,14 +96,15 @@ async def verify(
     on_invalid: Callable[[str], None],
     fmt: str = "auto",
     window_rows: int = 250_000,
-    max_future_skew_s: int = 300,
+    timestamps: TimestampRules | None = None,
     spill_dir: Path | None = None,
 ) -> VerifyCounts:
     """Compare the fixture in `names` with the store; mismatches and invalid items are reported as found."""
     counts = VerifyCounts()
     displays = [display_name(name) for name in names]
     with tempfile.TemporaryDirectory(prefix="readings-verify-", dir=spill_dir) as directory:
-        days = await asyncio.to_thread(_spill, names, fmt, Path(directory), max_future_skew_s, counts, on_invalid)
+        rules = timestamps or TimestampRules()
+        days = await asyncio.to_thread(_spill, names, fmt, Path(directory), rules, counts, on_invalid)
         for day in sorted(days):
             for start_ms, end_ms in await asyncio.to_thread(_windows, day, days[day], window_rows):
                 expected = await asyncio.to_thread(_expected, days[day].path, start_ms, end_ms)
@@ -112,7 +113,7 @@ async def verify(
     return counts
 
 
-def _spill(names: Sequence[str], fmt: str, directory: Path, max_future_skew_s: int, counts: VerifyCounts,
+def _spill(names: Sequence[str], fmt: str, directory: Path, timestamps: TimestampRules, counts: VerifyCounts,
            on_invalid: Callable[[str], None]) -> dict[int, _Day]:
     """Validate every item and append each reading's record to its UTC day's file (blocking)."""
     days: dict[int, _Day] = {}
@@ -123,11 +124,11 @@ def _spill(names: Sequence[str], fmt: str, directory: Path, max_future_skew_s: i
             source = InputFile(name)
             try:
                 for splitter, items in iter_items(source, fmt):
-                    max_ts_ms = latest_accepted_ms(max_future_skew_s)
+                    limits = timestamps.limits()
                     for line, raw in items:
                         counts.items += 1
                         try:
-                            parsed = parse_reading(splitter.decode(raw), line, max_ts_ms=max_ts_ms)
+                            parsed = parse_reading(splitter.decode(raw), line, limits=limits)
                         except UnreadableItem as error:
                             parsed = [Problem(line, None, str(error))]
                         if isinstance(parsed, Reading):

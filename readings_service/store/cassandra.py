@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -47,6 +48,8 @@ DEVICE_CACHE_SIZE = 200_000
 # Rows in the first page of each partition scan: a range query's first byte waits for the first page of every
 # bucket, so it stays small; later pages use the configured fetch size.
 FIRST_PAGE_ROWS = 100
+# Cassandra's largest TTL, 20 years in seconds.
+MAX_TTL_S = 630_720_000
 
 
 class RetryIdempotent(RetryPolicy):  # type: ignore[misc]
@@ -145,9 +148,11 @@ class CassandraStore:
     """ReadingStore on a connected Session (prepares its statements at construction, which blocks)."""
 
     def __init__(
-        self, session: Session, cassandra: CassandraSettings, ingest: IngestSettings, buckets: int
+        self, session: Session, cassandra: CassandraSettings, ingest: IngestSettings, buckets: int,
+        retention_days: int = 0,
     ) -> None:
         self._session = session
+        self._retention_ms = retention_days * MS_PER_DAY
         self._timeout = cassandra.request_timeout_s
         self._fetch_size = cassandra.fetch_size
         self._batch_rows = ingest.batch_rows
@@ -170,14 +175,17 @@ class CassandraStore:
         # The device id travels as a blob: building uuid.UUID for every row was the read path's biggest cost,
         # and ids repeat, so each distinct blob is turned into (order key, UUID) once (see _rows).
         columns = "toUnixTimestamp(ts), uuidAsBlob(device_id), temperature, pressure"
+        # With a retention every row carries its own TTL, counted from the reading's timestamp (see _ttl_s).
+        ttl = " USING TTL ?" if self._retention_ms else ""
         self._insert = prepare(
             f"INSERT INTO {ks}.readings (day, bucket, ts, device_id, temperature, pressure) "
-            "VALUES (?, ?, ?, ?, ?, ?)", self._write_cl)
+            f"VALUES (?, ?, ?, ?, ?, ?){ttl}", self._write_cl)
         self._insert_by_device = prepare(
             f"INSERT INTO {ks}.readings_by_device (device_id, day, ts, temperature, pressure) "
-            "VALUES (?, ?, ?, ?, ?)", self._write_cl)
+            f"VALUES (?, ?, ?, ?, ?){ttl}", self._write_cl)
+        latest_ttl = " AND TTL ?" if self._retention_ms else ""
         self._insert_latest_day = prepare(
-            f"INSERT INTO {ks}.device_latest_day (device_id, day) VALUES (?, ?) USING TIMESTAMP ?",
+            f"INSERT INTO {ks}.device_latest_day (device_id, day) VALUES (?, ?) USING TIMESTAMP ?{latest_ttl}",
             self._write_cl)
         self._scan = prepare(
             f"SELECT {columns} FROM {ks}.readings WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?", read_cl)
@@ -204,14 +212,18 @@ class CassandraStore:
         by_device: dict[tuple[uuid.UUID, int], list[tuple[Any, ...]]] = {}
         newest_day: dict[uuid.UUID, int] = {}
         buckets = self._buckets
+        now_ms = int(time.time() * 1000)
         for (device_id, ts_ms), reading in unique.items():
             day = _day_number(ts_ms)
             wire_day = day + DATE_EPOCH_OFFSET
             bucket = bucket_of(device_id, buckets)
-            by_bucket.setdefault((day, bucket), []).append(
-                (wire_day, bucket, ts_ms, device_id, reading.temperature, reading.pressure))
-            by_device.setdefault((device_id, day), []).append(
-                (device_id, wire_day, ts_ms, reading.temperature, reading.pressure))
+            row: tuple[Any, ...] = (wire_day, bucket, ts_ms, device_id, reading.temperature, reading.pressure)
+            device_row: tuple[Any, ...] = (device_id, wire_day, ts_ms, reading.temperature, reading.pressure)
+            if self._retention_ms:
+                ttl_s = self._ttl_s(ts_ms, now_ms)
+                row, device_row = (*row, ttl_s), (*device_row, ttl_s)
+            by_bucket.setdefault((day, bucket), []).append(row)
+            by_device.setdefault((device_id, day), []).append(device_row)
             if newest_day.get(device_id, -(2**62)) < ts_ms:
                 newest_day[device_id] = ts_ms
         calls: list[Callable[[], Any]] = []
@@ -231,12 +243,23 @@ class CassandraStore:
             if self._latest_day.get(device_id, -(2**62)) >= day:
                 continue  # an acknowledged write already recorded this day or a later one
             latest_written.append((device_id, day))
-            loners.append(self._insert_latest_day.bind((device_id, day + DATE_EPOCH_OFFSET, ts_ms * 1000)))
+            latest_row: tuple[Any, ...] = (device_id, day + DATE_EPOCH_OFFSET, ts_ms * 1000)
+            if self._retention_ms:
+                # The day's record lives as long as the day's last possible reading, which a later reading of
+                # the same day (not written here again: see _latest_day) may be.
+                latest_row = (*latest_row, self._ttl_s((day + 1) * MS_PER_DAY - 1, now_ms))
+            loners.append(self._insert_latest_day.bind(latest_row))
         calls.extend(self._replica_batches(loners))
         await gather_bounded(calls, self._in_flight)
         self._count_partition_rows(by_bucket)
         for device_id, day in latest_written:
             self._remember_latest_day(device_id, day)
+
+    def _ttl_s(self, ts_ms: int, now_ms: int) -> int:
+        """Seconds until a reading of `ts_ms` is retention_days old, rounded up; at least 1, as a TTL of 0 would
+        mean no expiry (ingest refuses readings already that old, but time passes between checking and writing)."""
+        remaining_ms = ts_ms + self._retention_ms - now_ms
+        return min(max(-(-remaining_ms // 1000), 1), MAX_TTL_S)
 
     @staticmethod
     def _count_partition_rows(by_bucket: dict[tuple[int, int], list[tuple[Any, ...]]]) -> None:
@@ -342,8 +365,8 @@ class RawPageCassandraStore(CassandraStore):
     """
 
     def __init__(self, session: Session, raw_session: Session, cassandra: CassandraSettings,
-                 ingest: IngestSettings, buckets: int) -> None:
-        super().__init__(session, cassandra, ingest, buckets)
+                 ingest: IngestSettings, buckets: int, retention_days: int = 0) -> None:
+        super().__init__(session, cassandra, ingest, buckets, retention_days)
         self._raw_session = raw_session
         self._raw_scan = self._prepare_raw(self._scan, RANGE_COLUMNS)
         self._raw_scan_after = self._prepare_raw(self._scan_after, RANGE_COLUMNS)
@@ -376,7 +399,7 @@ class RawPageCassandraStore(CassandraStore):
 
 def _open(session: Session, settings: Settings) -> CassandraStore:
     """The store on a connected session; with raw pages wanted, a second session for them (blocking)."""
-    args = (settings.cassandra, settings.ingest, settings.storage.buckets)
+    args = (settings.cassandra, settings.ingest, settings.storage.buckets, settings.storage.retention_days)
     if not wants_raw_pages(settings.query):
         return CassandraStore(session, *args)
     return RawPageCassandraStore(session, open_raw_session(session.cluster), *args)

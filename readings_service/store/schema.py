@@ -1,10 +1,12 @@
-"""Create the keyspace and tables from schema/*.cql and guard the recorded data layout."""
+"""Create the keyspace and tables from schema/*.cql, bring existing tables to the configured options, and guard
+the recorded data layout."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -18,6 +20,29 @@ BUCKETS_KEY = "buckets"
 # a quorum) are retried for this long while replicas are unavailable.
 UNAVAILABLE_RETRY_S = 60.0
 T = TypeVar("T")
+SECONDS_PER_DAY = 86_400
+# What the readings tables are compacted with: one-day windows, as their partitions are days.
+TIME_WINDOW_COMPACTION = {
+    "class": "TimeWindowCompactionStrategy", "compaction_window_unit": "DAYS", "compaction_window_size": "1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TableOptions:
+    """The options `schema apply` keeps a table at; compaction None leaves the table's own."""
+
+    compaction: Mapping[str, str] | None
+    default_time_to_live: int
+
+
+def table_options(retention_days: int) -> dict[str, TableOptions]:
+    """The options of every table that has configured ones, by table name (as the CQL files create them)."""
+    ttl_s = retention_days * SECONDS_PER_DAY
+    return {
+        "readings": TableOptions(TIME_WINDOW_COMPACTION, ttl_s),
+        "readings_by_device": TableOptions(TIME_WINDOW_COMPACTION, ttl_s),
+        "device_latest_day": TableOptions(None, ttl_s),
+    }
 
 
 def replication_map(settings: CassandraSettings) -> str:
@@ -28,11 +53,12 @@ def replication_map(settings: CassandraSettings) -> str:
     return f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
 
 
-def schema_statements(settings: CassandraSettings, source: str | None = None) -> list[str]:
-    """The schema's CQL statements with keyspace and replication filled in, in file order."""
+def schema_statements(settings: CassandraSettings, source: str | None = None, retention_days: int = 0) -> list[str]:
+    """The schema's CQL statements with keyspace, replication and default TTL filled in, in file order."""
     text = source if source is not None else _schema_text()
     text = re.sub(r"--[^\n]*", "", text)
     text = text.replace("{keyspace}", settings.keyspace).replace("{replication}", replication_map(settings))
+    text = text.replace("{default_time_to_live}", str(retention_days * SECONDS_PER_DAY))
     return [statement.strip() for statement in text.split(";") if statement.strip()]
 
 
@@ -43,11 +69,15 @@ def _schema_text() -> str:
     return "\n".join(file.read_text() for file in files)
 
 
-def apply_schema(session: Any, settings: CassandraSettings, buckets: int, timeout_s: float = 60.0) -> None:
-    """Create keyspace and tables (idempotent) and record the bucket count; blocking, for the CLI."""
-    for statement in schema_statements(settings):
+def apply_schema(
+    session: Any, settings: CassandraSettings, buckets: int, timeout_s: float = 60.0, *, retention_days: int = 0
+) -> list[str]:
+    """Create keyspace and tables, bring existing tables to the configured options and record the bucket count;
+    blocking, for the CLI. Idempotent: returns what it changed in tables that existed, nothing the second time."""
+    for statement in schema_statements(settings, retention_days=retention_days):
         result = session.execute(statement, timeout=timeout_s)
         _wait_for_agreement(session, result, timeout_s)
+    changes = _align_tables(session, settings.keyspace, table_options(retention_days), timeout_s)
     recorded = recorded_buckets(session, settings.keyspace)
     if recorded is not None and recorded != buckets:
         raise LayoutMismatch(
@@ -59,6 +89,55 @@ def apply_schema(session: Any, settings: CassandraSettings, buckets: int, timeou
         insert = f"INSERT INTO {settings.keyspace}.layout (name, value) VALUES (%s, %s) IF NOT EXISTS"
         _while_unavailable(lambda: session.execute(insert, (BUCKETS_KEY, str(buckets)), timeout=timeout_s))
         check_layout(session, settings.keyspace, buckets)
+    return changes
+
+
+def _align_tables(session: Any, keyspace: str, wanted: Mapping[str, TableOptions], timeout_s: float) -> list[str]:
+    """ALTER each table whose compaction or default_time_to_live differs from `wanted` (read from system_schema);
+    one line per option changed."""
+    rows = session.execute(
+        "SELECT table_name, compaction, default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s",
+        (keyspace,), timeout=timeout_s,
+    )
+    current = {row[0]: (dict(row[1] or {}), row[2] or 0) for row in rows}
+    changes: list[str] = []
+    for table, options in wanted.items():
+        compaction, ttl_s = current[table]
+        clauses: list[str] = []
+        if options.compaction is not None and not _same_compaction(compaction, options.compaction):
+            clauses.append(f"compaction = {_cql_map(options.compaction)}")
+            changes.append(f"{table}: compaction {_describe_compaction(compaction)} -> "
+                           f"{_describe_compaction(options.compaction)}")
+        if ttl_s != options.default_time_to_live:
+            clauses.append(f"default_time_to_live = {options.default_time_to_live}")
+            changes.append(f"{table}: default_time_to_live {ttl_s} -> {options.default_time_to_live} s")
+        if clauses:
+            result = session.execute(f"ALTER TABLE {keyspace}.{table} WITH {' AND '.join(clauses)}",
+                                     timeout=timeout_s)
+            _wait_for_agreement(session, result, timeout_s)
+    return changes
+
+
+def _same_compaction(current: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """Whether the table's compaction (system_schema's full class name, every option) has the wanted class and
+    options; options not wanted may be anything."""
+    return _short_class(current) == wanted["class"] and all(
+        current.get(key) == value for key, value in wanted.items() if key != "class"
+    )
+
+
+def _short_class(compaction: Mapping[str, str]) -> str:
+    return compaction.get("class", "").rsplit(".", 1)[-1]
+
+
+def _describe_compaction(compaction: Mapping[str, str]) -> str:
+    options = ", ".join(f"{key}={value}" for key, value in sorted(compaction.items())
+                        if key in ("compaction_window_unit", "compaction_window_size"))
+    return f"{_short_class(compaction)}({options})" if options else _short_class(compaction)
+
+
+def _cql_map(values: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"'{key}': '{value}'" for key, value in values.items()) + "}"
 
 
 def _wait_for_agreement(session: Any, result: Any, timeout_s: float) -> None:

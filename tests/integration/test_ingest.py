@@ -168,6 +168,37 @@ class TestRejected:
         assert 2 == len(stored(cassandra_session, keyspace))
 
 
+class TestTimestampSanity:
+    async def test_epoch_seconds_are_refused_and_nothing_is_written(
+        self, client: Any, cassandra_session: Any, keyspace: str
+    ) -> None:
+        """`"ts": 1795168800` (epoch seconds, 1970-01-21 as ms) is a 422 naming the likely unit; nothing is stored,
+        not even the valid reading beside it."""
+        body = [reading(), reading(DEVICE_B, ts=1_795_168_800)]
+        response = await client.post("/readings", json=body)
+        assert 422 == response.status
+        problems = (await response.json())["problems"]
+        assert [(1, "ts")] == [(p["index"], p["field"]) for p in problems]
+        assert problems[0]["reason"].startswith("looks like epoch seconds; ts is epoch milliseconds")
+        assert "2026-11-20T10:00:00.000Z" in problems[0]["reason"]
+        assert [] == stored(cassandra_session, keyspace)
+        assert [] == by_device(cassandra_session, keyspace)
+        latest = await client.get(f"/devices/{DEVICE_B}/latest")
+        assert 404 == latest.status
+
+    async def test_partial_writes_only_readings_after_oldest_ts(
+        self, client: Any, cassandra_session: Any, keyspace: str
+    ) -> None:
+        """With ?partial=true a reading before ingest.oldest_ts (text here) is listed and the rest is written."""
+        body = [reading(), reading(DEVICE_B, ts="1999-12-31T23:59:59.999Z")]
+        response = await client.post("/readings?partial=true", json=body)
+        assert 207 == response.status
+        answer = await response.json()
+        assert (1, 1) == (answer["accepted"], answer["rejected"])
+        assert "before ingest.oldest_ts, 2000-01-01T00:00:00.000Z" in answer["problems"][0]["reason"]
+        assert [DEVICE_A] == [r[3] for r in stored(cassandra_session, keyspace)]
+
+
 class TestHealth:
     async def test_health_and_ready(self, client: Any) -> None:
         """/health answers when alive, /ready when Cassandra answers."""

@@ -22,6 +22,7 @@ from aiohttp import web
 from readings_service.api.app import create_app
 from readings_service.config import Settings
 from readings_service.core.model import Reading, parse_reading
+from readings_service.core.timestamps import MIN_TS_MS, TimestampLimits
 from readings_service.errors import StoreFailure
 from readings_service.ops.checkpoint import read_checkpoint
 from readings_service.ops.generate import encode
@@ -56,7 +57,8 @@ def ops_store(cassandra_session: Any, ops_settings: Settings) -> CassandraStore:
 
 
 def fixture_readings(path: Path = FIXTURE) -> list[Reading]:
-    readings = [parse_reading(orjson.loads(line), 0, max_ts_ms=2**62) for line in path.read_bytes().splitlines()]
+    limits = TimestampLimits(MIN_TS_MS, 2**62)
+    readings = [parse_reading(orjson.loads(line), 0, limits=limits) for line in path.read_bytes().splitlines()]
     assert all(isinstance(r, Reading) for r in readings)
     return readings  # type: ignore[return-value]
 

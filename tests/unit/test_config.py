@@ -172,6 +172,46 @@ class TestAuth:
             load_settings(ROOT / "config.toml", {"READINGS_AUTH_REFRESH_INTERVAL_S": "0"})
 
 
+class TestOldestTimestamp:
+    def test_default_is_2000(self) -> None:
+        """ingest.oldest_ts defaults to 2000-01-01 UTC, and the rules ingest applies carry it in epoch ms."""
+        settings = load_settings(None, {})
+        assert "2000-01-01T00:00:00Z" == settings.ingest.oldest_ts
+        assert 946_684_800_000 == settings.timestamp_rules().oldest_ms
+
+    def test_from_environment(self) -> None:
+        """Any RFC 3339 date-time with an offset will do; it is converted to UTC."""
+        settings = load_settings(None, {"READINGS_INGEST_OLDEST_TS": "2020-01-01T01:00:00+01:00"})
+        assert 1_577_836_800_000 == settings.timestamp_rules().oldest_ms
+
+    def test_shown_by_config_show(self) -> None:
+        """`config show` lists the key with its value and origin."""
+        rendered = render(load(None, {}))
+        assert re.search(r'^oldest_ts = "2000-01-01T00:00:00Z" +# default$', rendered, re.MULTILINE)
+
+    @pytest.mark.parametrize("value", ["2000-01-01", "2000-01-01T00:00:00", "yesterday", "946684800000"])
+    def test_bad_value_names_key_and_value(self, value: str) -> None:
+        """A date without a time or offset, or a number, is refused with the key and the value."""
+        with pytest.raises(ConfigError, match=r"READINGS_INGEST_OLDEST_TS = .* must be an RFC 3339 date-time"):
+            load_settings(None, {"READINGS_INGEST_OLDEST_TS": value})
+
+
+class TestRetention:
+    def test_kept_forever_by_default(self) -> None:
+        assert 0 == load_settings(None, {}).storage.retention_days
+
+    def test_carried_into_timestamp_rules(self) -> None:
+        """The rules ingest applies refuse readings older than retention_days, counted from the clock."""
+        settings = load_settings(None, {"READINGS_STORAGE_RETENTION_DAYS": "30"})
+        limits = settings.timestamp_rules().limits(now_s=1_800_000_000)
+        assert (30, 1_800_000_000_000 - 30 * 86_400_000) == (limits.retention_days, limits.retained_from_ms)
+
+    @pytest.mark.parametrize("value", ["-1", "3651"])
+    def test_bounds(self, value: str) -> None:
+        with pytest.raises(ConfigError, match=r"READINGS_STORAGE_RETENTION_DAYS = .* must be between 0 and 3650"):
+            load_settings(None, {"READINGS_STORAGE_RETENTION_DAYS": value})
+
+
 class TestCorsOrigins:
     def test_none_by_default(self) -> None:
         assert () == load_settings(None, {}).http.cors_origins

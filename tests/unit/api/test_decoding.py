@@ -12,9 +12,10 @@ import pytest
 from readings_service.api import decoding
 from readings_service.api.decoding import BodyDecoder
 from readings_service.core.ingest import JSON, NDJSON, Batch, parse_body
+from readings_service.core.timestamps import MIN_TS_MS, TimestampLimits
 from readings_service.errors import TooLarge
 
-MAX_TS_MS = 2**62
+LIMITS = TimestampLimits(MIN_TS_MS, 2**62)
 
 
 def body_of(content_type: str, count: int) -> bytes:
@@ -51,10 +52,10 @@ class TestBodyDecoder:
         body = body_of(content_type, 5000)
         decoder = BodyDecoder(inline_bytes=64 * 1024)
         try:
-            batch = await decoder.parse(body, content_type, max_items=10_000, max_ts_ms=MAX_TS_MS)
+            batch = await decoder.parse(body, content_type, max_items=10_000, limits=LIMITS)
         finally:
             decoder.close()
-        assert parse_body(body, content_type, max_items=10_000, max_ts_ms=MAX_TS_MS) == batch
+        assert parse_body(body, content_type, max_items=10_000, limits=LIMITS) == batch
         assert (4500, 500, 5000) == (len(batch.readings), len(batch.problems), batch.items)
         assert threading.get_ident() not in decoding_threads
         assert 1 == len(decoding_threads)
@@ -64,7 +65,7 @@ class TestBodyDecoder:
         body = body_of(JSON, 10)
         decoder = BodyDecoder(inline_bytes=len(body))
         try:
-            batch = await decoder.parse(body, JSON, max_items=10, max_ts_ms=MAX_TS_MS)
+            batch = await decoder.parse(body, JSON, max_items=10, limits=LIMITS)
         finally:
             decoder.close()
         assert 9 == len(batch.readings)
@@ -75,6 +76,6 @@ class TestBodyDecoder:
         decoder = BodyDecoder(inline_bytes=0)
         try:
             with pytest.raises(TooLarge, match="more than 3 readings"):
-                await decoder.parse(body_of(NDJSON, 4), NDJSON, max_items=3, max_ts_ms=MAX_TS_MS)
+                await decoder.parse(body_of(NDJSON, 4), NDJSON, max_items=3, limits=LIMITS)
         finally:
             decoder.close()

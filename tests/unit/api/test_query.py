@@ -108,7 +108,7 @@ class TestStoreFailure:
     ) -> None:
         """A refusal by storage is a 500 problem naming the driver error's type, not its text; the log has it all."""
         client = await aiohttp_client(create_app(settings_for(), opener_of(_RefusingStore())))
-        reading = {"device_id": str(uuid.uuid4()), "ts": 5, "temperature": 1.0, "pressure": 2.0}
+        reading = {"device_id": str(uuid.uuid4()), "ts": 1_780_000_000_000, "temperature": 1.0, "pressure": 2.0}
         with caplog.at_level(logging.ERROR, logger="readings_service"):
             response = await client.post("/readings", json=reading)
         problem = await response.json(content_type="application/problem+json")

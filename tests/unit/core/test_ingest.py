@@ -19,11 +19,12 @@ from readings_service.core.ingest import (
     parse_body,
 )
 from readings_service.core.model import Problem, Reading
+from readings_service.core.timestamps import MIN_TS_MS, TimestampLimits
 from readings_service.errors import BadRequest, TooLarge
 from tests.conftest import PeakAllocation
 
 DEVICE = uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2")
-MAX_TS_MS = 2**62
+LIMITS = TimestampLimits(MIN_TS_MS, 2**62)
 
 
 def reading_json(ts: int, **fields: object) -> bytes:
@@ -31,7 +32,7 @@ def reading_json(ts: int, **fields: object) -> bytes:
 
 
 def parse(body: bytes, content_type: str, max_items: int = 10_000) -> Batch:
-    return parse_body(body, content_type, max_items=max_items, max_ts_ms=MAX_TS_MS)
+    return parse_body(body, content_type, max_items=max_items, limits=LIMITS)
 
 
 class TestNdjsonLines:

@@ -6,11 +6,13 @@ import uuid
 import pytest
 
 from readings_service.core.model import Problem, Reading, parse_reading, reading_to_json_dict
+from readings_service.core.timestamps import OLDEST_TS_MS, TimestampLimits
 
 DEVICE_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
 TS = "2026-11-21T02:58:36.120Z"
 TS_MS = 1_795_229_916_120
 MAX_TS_MS = TS_MS + 60_000
+LIMITS = TimestampLimits(OLDEST_TS_MS, MAX_TS_MS)
 INDEX = 7
 
 
@@ -22,7 +24,7 @@ def item(**overrides: object) -> dict[str, object]:
 
 
 def problems_of(value: object) -> list[Problem]:
-    parsed = parse_reading(value, INDEX, max_ts_ms=MAX_TS_MS)
+    parsed = parse_reading(value, INDEX, limits=LIMITS)
     assert isinstance(parsed, list), parsed
     return parsed
 
@@ -34,11 +36,11 @@ class TestValidItems:
         """Every field is converted to its domain type."""
         expected = Reading(uuid.UUID(DEVICE_ID), TS_MS, 21.5, 1013.0)
 
-        assert expected == parse_reading(item(), INDEX, max_ts_ms=MAX_TS_MS)
+        assert expected == parse_reading(item(), INDEX, limits=LIMITS)
 
     def test_integer_numbers_become_floats(self) -> None:
         """JSON integers are accepted for measurements and stored as floats."""
-        parsed = parse_reading(item(temperature=-3, pressure=0), INDEX, max_ts_ms=MAX_TS_MS)
+        parsed = parse_reading(item(temperature=-3, pressure=0), INDEX, limits=LIMITS)
 
         assert isinstance(parsed, Reading)
         assert [(-3.0, float), (0.0, float)] == [
@@ -48,7 +50,7 @@ class TestValidItems:
 
     def test_uppercase_device_id_is_normalised(self) -> None:
         """Device ids are case-insensitive and come out lowercase."""
-        parsed = parse_reading(item(device_id=DEVICE_ID.upper()), INDEX, max_ts_ms=MAX_TS_MS)
+        parsed = parse_reading(item(device_id=DEVICE_ID.upper()), INDEX, limits=LIMITS)
 
         expected = DEVICE_ID
 
@@ -59,18 +61,18 @@ class TestValidItems:
         """`ts` may be integer epoch milliseconds."""
         expected = Reading(uuid.UUID(DEVICE_ID), TS_MS, 21.5, 1013.0)
 
-        assert expected == parse_reading(item(ts=TS_MS), INDEX, max_ts_ms=MAX_TS_MS)
+        assert expected == parse_reading(item(ts=TS_MS), INDEX, limits=LIMITS)
 
     def test_timestamp_at_skew_limit(self) -> None:
         """A timestamp exactly at the limit is accepted."""
-        parsed = parse_reading(item(ts=MAX_TS_MS), INDEX, max_ts_ms=MAX_TS_MS)
+        parsed = parse_reading(item(ts=MAX_TS_MS), INDEX, limits=LIMITS)
 
         assert isinstance(parsed, Reading)
 
     @pytest.mark.parametrize("value", [1.7976931348623157e308, -1e-320, 0.0, -0.0])
     def test_extreme_finite_floats(self, value: float) -> None:
         """Any finite float is a measurement."""
-        parsed = parse_reading(item(temperature=value), INDEX, max_ts_ms=MAX_TS_MS)
+        parsed = parse_reading(item(temperature=value), INDEX, limits=LIMITS)
 
         assert isinstance(parsed, Reading)
         assert value == parsed.temperature
@@ -209,6 +211,104 @@ class TestFieldProblems:
         assert expected == problems_of(item(**{field: value}))
 
 
+class TestTimestampTooOld:
+    """Timestamps before ingest.oldest_ts are refused; a reason names the unit an integer was likely sent in."""
+
+    def test_oldest_is_accepted(self) -> None:
+        """ingest.oldest_ts itself is accepted, as integer and as text."""
+        expected = Reading(uuid.UUID(DEVICE_ID), OLDEST_TS_MS, 21.5, 1013.0)
+
+        assert expected == parse_reading(item(ts=OLDEST_TS_MS), INDEX, limits=LIMITS)
+        assert expected == parse_reading(item(ts="2000-01-01T00:00:00Z"), INDEX, limits=LIMITS)
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            (OLDEST_TS_MS - 1, "timestamp is before ingest.oldest_ts, 2000-01-01T00:00:00.000Z: 946684799999"),
+            (0, "timestamp is before ingest.oldest_ts, 2000-01-01T00:00:00.000Z: 0"),
+            (-1, "timestamp is before ingest.oldest_ts, 2000-01-01T00:00:00.000Z: -1"),
+            (
+                "1999-12-31T23:59:59.999Z",
+                'timestamp is before ingest.oldest_ts, 2000-01-01T00:00:00.000Z: "1999-12-31T23:59:59.999Z"',
+            ),
+            (
+                "1970-01-01T00:00:00+01:00",
+                'timestamp is before ingest.oldest_ts, 2000-01-01T00:00:00.000Z: "1970-01-01T00:00:00+01:00"',
+            ),
+        ],
+    )
+    def test_before_oldest(self, value: object, reason: str) -> None:
+        """An earlier timestamp, integer or text, is a problem of the ts field naming the limit and the value."""
+        assert [Problem(INDEX, "ts", reason)] == problems_of(item(ts=value))
+
+    def test_epoch_seconds(self) -> None:
+        """An integer that reads as an accepted time in epoch seconds is called out as epoch seconds."""
+        expected = [Problem(INDEX, "ts", (
+            "looks like epoch seconds; ts is epoch milliseconds (as seconds 1795168800 is"
+            " 2026-11-20T10:00:00.000Z, as milliseconds 1970-01-21T18:39:28.800Z)"
+        ))]
+
+        assert expected == problems_of(item(ts=1_795_168_800))
+
+    @pytest.mark.parametrize(("unit", "value"), [("microseconds", TS_MS * 1000), ("nanoseconds", TS_MS * 10**6)])
+    def test_finer_units(self, unit: str, value: int) -> None:
+        """Epoch microseconds and nanoseconds, beyond the year 9999 as milliseconds, are named as such."""
+        expected = [Problem(INDEX, "ts", (
+            f"looks like epoch {unit}; ts is epoch milliseconds (as {unit} {value} is"
+            f" {TS}, as milliseconds after the year 9999)"
+        ))]
+
+        assert expected == problems_of(item(ts=value))
+
+    def test_seconds_in_the_future_get_no_guess(self) -> None:
+        """Epoch seconds that would be beyond the allowed skew are not an accepted time in any unit."""
+        too_late_s = MAX_TS_MS // 1000 + 1
+        reason = f"timestamp is before ingest.oldest_ts, 2000-01-01T00:00:00.000Z: {too_late_s}"
+
+        assert [Problem(INDEX, "ts", reason)] == problems_of(item(ts=too_late_s))
+
+    def test_oldest_is_configurable(self) -> None:
+        """Another oldest_ms moves the limit; 0 accepts 1970 and so has no unit to guess for small integers."""
+        limits = TimestampLimits(0, MAX_TS_MS)
+
+        assert Reading(uuid.UUID(DEVICE_ID), 1_795_168_800, 21.5, 1013.0) == parse_reading(
+            item(ts=1_795_168_800), INDEX, limits=limits
+        )
+        assert [Problem(INDEX, "ts", "timestamp is before ingest.oldest_ts, 1970-01-01T00:00:00.000Z: -1")] == (
+            parse_reading(item(ts=-1), INDEX, limits=limits)
+        )
+
+
+class TestRetention:
+    """With a retention, readings that would already have expired are refused."""
+
+    LIMITS = TimestampLimits(OLDEST_TS_MS, MAX_TS_MS, retained_from_ms=TS_MS - 30 * 86_400_000, retention_days=30)
+
+    def test_within_retention(self) -> None:
+        oldest_kept = TS_MS - 30 * 86_400_000
+        assert isinstance(parse_reading(item(ts=oldest_kept), INDEX, limits=self.LIMITS), Reading)
+
+    def test_older_than_retention(self) -> None:
+        too_old = TS_MS - 30 * 86_400_000 - 1
+        expected = [Problem(INDEX, "ts", (
+            f"timestamp is more than storage.retention_days (30) days old, so the reading would expire at once: "
+            f"{too_old}"
+        ))]
+
+        assert expected == parse_reading(item(ts=too_old), INDEX, limits=self.LIMITS)
+
+    def test_before_oldest_names_oldest_first(self) -> None:
+        """A timestamp before ingest.oldest_ts is reported as such (with its unit guess), not as expired."""
+        [problem] = problems_of_with(self.LIMITS, 1_795_168_800)
+        assert problem.reason.startswith("looks like epoch seconds")
+
+
+def problems_of_with(limits: TimestampLimits, ts: object) -> list[Problem]:
+    parsed = parse_reading(item(ts=ts), INDEX, limits=limits)
+    assert isinstance(parsed, list), parsed
+    return parsed
+
+
 class TestAllProblemsCollected:
     """Every problem of an item is reported at once."""
 
@@ -267,4 +367,4 @@ class TestReadingToJson:
         """A serialised reading parses back to the same reading."""
         reading = Reading(uuid.UUID(DEVICE_ID), TS_MS, 21.5, 1013.0)
 
-        assert reading == parse_reading(reading_to_json_dict(reading), INDEX, max_ts_ms=MAX_TS_MS)
+        assert reading == parse_reading(reading_to_json_dict(reading), INDEX, limits=LIMITS)

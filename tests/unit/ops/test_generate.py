@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from readings_service.core.model import Reading, parse_reading
+from readings_service.core.timestamps import MIN_TS_MS, TimestampLimits
 from readings_service.ops.generate import GenerateError, Plan, encode, generate, parse_duration
 
 START_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
@@ -122,7 +123,7 @@ class TestEncode:
     readings: ClassVar[list[Reading]] = list(generate(plan(devices=3, end_ms=START_MS + HOUR_MS)))
 
     def valid(self, items: list[object]) -> list[Reading]:
-        parsed = [parse_reading(item, 0, max_ts_ms=2**62) for item in items]
+        parsed = [parse_reading(item, 0, limits=TimestampLimits(MIN_TS_MS, 2**62)) for item in items]
         assert all(isinstance(p, Reading) for p in parsed)
         return parsed  # type: ignore[return-value]
 

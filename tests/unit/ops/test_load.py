@@ -11,9 +11,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 
 from readings_service.core.model import Reading
+from readings_service.core.timestamps import TimestampRules
 from readings_service.errors import StoreFailure, StoreUnavailable
 from readings_service.ops.checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from readings_service.ops.generate import Plan, encode, generate
@@ -105,6 +107,32 @@ class TestRepeatedReadings:
         await load([str(path)], sink, options(tmp_path, batch_rows=1, concurrency=3), SilentProgress())
         assert repeat == sink.stored[(device, START_MS)]
         assert [2, 1, 3] == sink.finished
+
+
+class TestTimestampRules:
+    @pytest.mark.parametrize(
+        ("fmt", "data"),
+        [
+            ("ndjson", b'{"device_id": "%s", "ts": %s, "temperature": 1, "pressure": 2}\n'),
+            ("csv", b"device_id,ts,temperature,pressure\n%s,%s,1,2\n"),
+        ],
+    )
+    async def test_too_old_rows_are_rejected_as_the_api_does(self, tmp_path: Path, fmt: str, data: bytes) -> None:
+        """load applies ingest.oldest_ts through parse_reading: epoch seconds are rejected and named as such, a
+        configured oldest_ts moves the limit."""
+        device = b"6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+        path = tmp_path / f"data.{fmt}"
+        path.write_bytes(data % (device, b"1772323200"))
+        sink = CountingSink()
+        result = await load([str(path)], sink, options(tmp_path), SilentProgress())
+        assert (0, 1) == (sink.rows, result.counts.rejected)
+        reject = orjson.loads((tmp_path / "rejects.ndjson").read_bytes())
+        assert reject["reason"].startswith("looks like epoch seconds; ts is epoch milliseconds")
+
+        (tmp_path / "rejects.ndjson").unlink()
+        accepting = TimestampRules(oldest_ms=0)
+        result = await load([str(path)], sink, options(tmp_path, timestamps=accepting), SilentProgress())
+        assert (1, 0) == (sink.rows, result.counts.rejected)
 
 
 class TestRetries:
