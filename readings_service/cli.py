@@ -28,9 +28,13 @@ def build_parser(with_ops: bool = True) -> argparse.ArgumentParser:
         prog="readings-service", description="IoT readings in Cassandra, served over HTTP."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--config", type=Path, default=None,
-                        help=f"configuration file (default: ${CONFIG_PATH_ENV}, else ./config.toml if it exists, "
-                             "else the built-in defaults)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"configuration file (default: ${CONFIG_PATH_ENV}, else ./config.toml if it exists, "
+        "else the built-in defaults)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP service")
     config = commands.add_parser("config", help="inspect the configuration")
@@ -75,8 +79,10 @@ def run_serve(settings: Settings) -> None:
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
-        sys.exit(f"readings-service: cannot listen on {settings.http.host}:{settings.http.port}: "
-                 "the address is already in use")
+        sys.exit(
+            f"readings-service: cannot listen on {settings.http.host}:{settings.http.port}: "
+            "the address is already in use"
+        )
 
 
 def _kept(retention_days: int) -> str:
@@ -90,10 +96,10 @@ def run_schema(settings: Settings, action: str) -> None:
     cluster, session = connect(settings.cassandra)
     try:
         if action == "apply":
-            changes = apply_schema(session, settings.cassandra, settings.storage.buckets,
-                                   retention_days=settings.storage.retention_days)
-            print(f"schema applied to keyspace {settings.cassandra.keyspace} "
-                  f"({settings.storage.buckets} buckets)")
+            changes = apply_schema(
+                session, settings.cassandra, settings.storage.buckets, retention_days=settings.storage.retention_days
+            )
+            print(f"schema applied to keyspace {settings.cassandra.keyspace} ({settings.storage.buckets} buckets)")
             print(f"readings are kept {_kept(settings.storage.retention_days)}")
             for change in changes:
                 print(f"changed {change}")

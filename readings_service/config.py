@@ -58,7 +58,7 @@ def _non_empty(value: Any) -> str | None:
 def _origins(value: Any) -> str | None:
     bad = [origin for origin in value if not _ORIGIN.fullmatch(origin)]
     if bad:
-        return f"must list origins such as \"https://app.example.com\" (scheme://host[:port]); not {bad[0]!r}"
+        return f'must list origins such as "https://app.example.com" (scheme://host[:port]); not {bad[0]!r}'
     return None
 
 
@@ -66,7 +66,7 @@ def _instant(value: Any) -> str | None:
     try:
         parse_timestamp(value)
     except TimestampError as error:
-        return f"must be an RFC 3339 date-time with an offset, e.g. \"2000-01-01T00:00:00Z\" ({error})"
+        return f'must be an RFC 3339 date-time with an offset, e.g. "2000-01-01T00:00:00Z" ({error})'
     return None
 
 
@@ -237,7 +237,11 @@ def _env_name(section: str, f: dataclasses.Field[Any]) -> str:
 
 
 def _build_section(
-    section: str, cls: type, table: Mapping[str, Any], environ: Mapping[str, str], source: str,
+    section: str,
+    cls: type,
+    table: Mapping[str, Any],
+    environ: Mapping[str, str],
+    source: str,
     origins: dict[str, str],
 ) -> Any:
     hints = get_type_hints(cls)

@@ -81,8 +81,9 @@ class Forbidden(ServiceError):
         self.scope = scope
 
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Bearer realm="readings-service", error="insufficient_scope", '
-                                    f'scope="{self.scope}"'}
+        return {
+            "WWW-Authenticate": f'Bearer realm="readings-service", error="insufficient_scope", scope="{self.scope}"'
+        }
 
 
 class Conflict(ServiceError):
@@ -113,8 +114,11 @@ class UnsupportedEncoding(ServiceError):
     title = "Unsupported content encoding"
 
     def __init__(self, encoding: str, supported: Sequence[str]) -> None:
-        super().__init__(f"Content-Encoding {encoding!r} is not supported; use one of {', '.join(supported)}",
-                         encoding=encoding, supported=list(supported))
+        super().__init__(
+            f"Content-Encoding {encoding!r} is not supported; use one of {', '.join(supported)}",
+            encoding=encoding,
+            supported=list(supported),
+        )
         self.supported = tuple(supported)
 
     def headers(self) -> dict[str, str]:

@@ -73,8 +73,15 @@ def readings_for_day(day: int, count: int, device_count: int) -> list[Reading]:
     ids = devices(device_count)
     step = max(1, MS_PER_DAY // max(1, count))
     base = day * MS_PER_DAY
-    return [Reading(ids[i % device_count], base + (i * step) % MS_PER_DAY + i // MS_PER_DAY,
-                    20.0 + (i % 100) / 10, 1000.0 + (i % 50)) for i in range(count)]
+    return [
+        Reading(
+            ids[i % device_count],
+            base + (i * step) % MS_PER_DAY + i // MS_PER_DAY,
+            20.0 + (i % 100) / 10,
+            1000.0 + (i % 50),
+        )
+        for i in range(count)
+    ]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,13 +101,22 @@ def service_process(settings: Settings, native: str) -> Iterator[tuple[str, int]
     yields (base URL, pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
-    env |= {"READINGS_CASSANDRA_KEYSPACE": settings.cassandra.keyspace, "READINGS_HTTP_PORT": str(port),
-            "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets),
-            "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings.cassandra.contact_points),
-            "READINGS_CASSANDRA_PROTOCOL_VERSION": str(settings.cassandra.protocol_version),
-            "READINGS_AUTH_REQUIRED": "false", "READINGS_QUERY_NATIVE": native}
-    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "readings-service"), "serve"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env |= {
+        "READINGS_CASSANDRA_KEYSPACE": settings.cassandra.keyspace,
+        "READINGS_HTTP_PORT": str(port),
+        "READINGS_STORAGE_BUCKETS": str(settings.storage.buckets),
+        "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings.cassandra.contact_points),
+        "READINGS_CASSANDRA_PROTOCOL_VERSION": str(settings.cassandra.protocol_version),
+        "READINGS_AUTH_REQUIRED": "false",
+        "READINGS_QUERY_NATIVE": native,
+    }
+    process = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "readings-service"), "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -147,8 +163,13 @@ async def rss_sampler(pid: int) -> AsyncIterator[list[int]]:
 
 
 def ndjson_body(batch: list[Reading]) -> bytes:
-    return b"".join(orjson.dumps({"device_id": str(r.device_id), "ts": r.ts_ms, "temperature": r.temperature,
-                                  "pressure": r.pressure}, option=orjson.OPT_APPEND_NEWLINE) for r in batch)
+    return b"".join(
+        orjson.dumps(
+            {"device_id": str(r.device_id), "ts": r.ts_ms, "temperature": r.temperature, "pressure": r.pressure},
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+        for r in batch
+    )
 
 
 async def ingest_service(url: str, batches: list[list[Reading]], clients: int) -> tuple[float, list[float]]:
@@ -161,8 +182,9 @@ async def ingest_service(url: str, batches: list[list[Reading]], clients: int) -
         async def client() -> None:
             for body in queue:
                 started = time.perf_counter()
-                async with http.post(f"{url}/readings", data=body,
-                                     headers={"Content-Type": "application/x-ndjson"}) as response:
+                async with http.post(
+                    f"{url}/readings", data=body, headers={"Content-Type": "application/x-ndjson"}
+                ) as response:
                     if response.status != 200:
                         raise RuntimeError(f"POST failed: {response.status} {await response.text()}")
                     await response.read()
@@ -189,15 +211,18 @@ async def ingest_driver(store: CassandraStore, batches: list[list[Reading]], cli
 
 async def ingest_naive(session: Any, keyspace: str, readings: list[Reading], buckets: int) -> float:
     """One awaited INSERT per row and table, one after another."""
-    insert = session.prepare(f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) "
-                             "VALUES (?, ?, ?, ?, ?, ?)")
-    by_device = session.prepare(f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, "
-                                "pressure) VALUES (?, ?, ?, ?, ?)")
+    insert = session.prepare(
+        f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    by_device = session.prepare(
+        f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, pressure) VALUES (?, ?, ?, ?, ?)"
+    )
     started = time.perf_counter()
     for r in readings:
         day = r.ts_ms // MS_PER_DAY + DATE_EPOCH_OFFSET
-        await execute(session, insert, (day, bucket_of(r.device_id, buckets), r.ts_ms, r.device_id,
-                                        r.temperature, r.pressure), 10)
+        await execute(
+            session, insert, (day, bucket_of(r.device_id, buckets), r.ts_ms, r.device_id, r.temperature, r.pressure), 10
+        )
         await execute(session, by_device, (r.device_id, day, r.ts_ms, r.temperature, r.pressure), 10)
     return len(readings) / (time.perf_counter() - started)
 
@@ -207,8 +232,9 @@ async def ingest_naive(session: Any, keyspace: str, readings: list[Reading], buc
 
 async def seed_readings_table(session: Any, keyspace: str, day: int, count: int, buckets: int) -> None:
     """Fill one day of the `readings` table fast (only the table range queries read)."""
-    insert = session.prepare(f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) "
-                             "VALUES (?, ?, ?, ?, ?, ?)")
+    insert = session.prepare(
+        f"INSERT INTO {keyspace}.readings (day, bucket, ts, device_id, temperature, pressure) VALUES (?, ?, ?, ?, ?, ?)"
+    )
     from cassandra.query import BatchStatement, BatchType
 
     ids = devices(10_000)
@@ -222,7 +248,8 @@ async def seed_readings_table(session: Any, keyspace: str, day: int, count: int,
         for i in range(start, min(count, start + chunk)):
             d = i % len(ids)
             groups.setdefault(id_buckets[d], []).append(
-                (wire_day, id_buckets[d], base + int(i * step), ids[d], 20.0 + (i % 100) / 10, 1000.0 + i % 50))
+                (wire_day, id_buckets[d], base + int(i * step), ids[d], 20.0 + (i % 100) / 10, 1000.0 + i % 50)
+            )
         calls: list[Callable[[], Any]] = []
         for rows in groups.values():
             for s in range(0, len(rows), 40):
@@ -240,15 +267,24 @@ async def seed_device_day(session: Any, keyspace: str, day: int, count: int) -> 
     """Fill one device's partition of one day in `readings_by_device` (what a per-device range reads)."""
     from cassandra.query import BatchStatement, BatchType
 
-    insert = session.prepare(f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, "
-                             "pressure) VALUES (?, ?, ?, ?, ?)")
+    insert = session.prepare(
+        f"INSERT INTO {keyspace}.readings_by_device (device_id, day, ts, temperature, pressure) VALUES (?, ?, ?, ?, ?)"
+    )
     step = MS_PER_DAY / count
     calls: list[Callable[[], Any]] = []
     for start in range(0, count, 40):
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         for i in range(start, min(count, start + 40)):
-            batch.add(insert, (DEVICE, day + DATE_EPOCH_OFFSET, day * MS_PER_DAY + int(i * step),
-                               20.0 + (i % 100) / 10, 1000.0 + i % 50))
+            batch.add(
+                insert,
+                (
+                    DEVICE,
+                    day + DATE_EPOCH_OFFSET,
+                    day * MS_PER_DAY + int(i * step),
+                    20.0 + (i % 100) / 10,
+                    1000.0 + i % 50,
+                ),
+            )
         calls.append(functools.partial(execute, session, batch, None, 30))
     await gather_bounded(calls, 64)
 
@@ -257,7 +293,8 @@ async def device_driver(session: Any, settings: Settings, day: int) -> float:
     """The per-device query of the day's partition, paged with the driver; no HTTP. Returns rows/s."""
     statement = session.prepare(
         f"SELECT toUnixTimestamp(ts), temperature, pressure FROM {settings.cassandra.keyspace}.readings_by_device "
-        "WHERE device_id = ? AND day = ? AND ts >= ? AND ts < ?")
+        "WHERE device_id = ? AND day = ? AND ts >= ? AND ts < ?"
+    )
     statement.fetch_size = settings.cassandra.fetch_size
     params = (DEVICE, day + DATE_EPOCH_OFFSET, day * MS_PER_DAY, (day + 1) * MS_PER_DAY)
     count = 0
@@ -268,8 +305,7 @@ async def device_driver(session: Any, settings: Settings, day: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def query_service(url: str, day: int, pid: int, device: uuid.UUID | None = None
-                        ) -> tuple[float, float, int, int]:
+async def query_service(url: str, day: int, pid: int, device: uuid.UUID | None = None) -> tuple[float, float, int, int]:
     """GET one day over HTTP (all devices, or one); returns (rows/s, time to first byte in s, rows, peak RSS)."""
     start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
     rows = 0
@@ -291,7 +327,8 @@ async def query_driver(session: Any, settings: Settings, day: int, buckets: int)
     """The same query of every bucket of the day, paged concurrently with the driver; no merge, no HTTP."""
     statement = session.prepare(
         f"SELECT toUnixTimestamp(ts), uuidAsBlob(device_id), temperature, pressure FROM {keyspace}.readings "
-        "WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?")
+        "WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?"
+    )
     statement.fetch_size = settings.cassandra.fetch_size
     start, end = day * MS_PER_DAY, (day + 1) * MS_PER_DAY
     counts = [0] * buckets
@@ -317,11 +354,14 @@ def query_naive(session: Any, keyspace: str, day: int, buckets: int, fetch_size:
     for bucket in range(buckets):
         statement = SimpleStatement(
             f"SELECT ts, device_id, temperature, pressure FROM {keyspace}.readings WHERE day = %s AND bucket = %s",
-            fetch_size=fetch_size)
+            fetch_size=fetch_size,
+        )
         rows.extend(session.execute(statement, (day + DATE_EPOCH_OFFSET, bucket)))
     rows.sort(key=lambda r: (r[0], r[1]))
-    body = "".join(json.dumps({"device_id": str(r[1]), "ts": r[0].isoformat() + "Z", "temperature": r[2],
-                               "pressure": r[3]}) + "\n" for r in rows)
+    body = "".join(
+        json.dumps({"device_id": str(r[1]), "ts": r[0].isoformat() + "Z", "temperature": r[2], "pressure": r[3]}) + "\n"
+        for r in rows
+    )
     elapsed = time.perf_counter() - started
     del body
     return len(rows) / elapsed, len(rows)
@@ -355,8 +395,9 @@ async def mixed_load(url: str, stream_day: int, post_day: int, seconds: float) -
 
         async def poster() -> None:
             while time.monotonic() < deadline:
-                async with http.post(f"{url}/readings", data=body,
-                                     headers={"Content-Type": "application/x-ndjson"}) as response:
+                async with http.post(
+                    f"{url}/readings", data=body, headers={"Content-Type": "application/x-ndjson"}
+                ) as response:
                     await response.read()
 
         async def streamer() -> None:
@@ -375,15 +416,18 @@ def stall_row(name: str, window: dict[float, float]) -> str:
     total = window.get(float("inf"), 0.0)
     worst = min((bound for bound, count in window.items() if count >= total), default=float("nan"))
     worst_text = "over 2 s" if worst == float("inf") else f"≤ {worst * 1000:.0f} ms"
-    return (f"| {name} | {total:,.0f} | {total - window.get(0.01, 0.0):,.0f} | {total - window.get(0.05, 0.0):,.0f} "
-            f"| {worst_text} |")
+    return (
+        f"| {name} | {total:,.0f} | {total - window.get(0.01, 0.0):,.0f} | {total - window.get(0.05, 0.0):,.0f} "
+        f"| {worst_text} |"
+    )
 
 
 # ---------------------------------------------------------------- small queries and merge kernel
 
 
-async def small_queries(url: str, session: Any, store: CassandraStore, day: int, repeats: int
-                        ) -> tuple[list[float], list[float]]:
+async def small_queries(
+    url: str, session: Any, store: CassandraStore, day: int, repeats: int
+) -> tuple[list[float], list[float]]:
     """Latencies of a one-day ~100-row range over HTTP and of one single-partition query (driver)."""
     from datetime import date, timedelta
 
@@ -443,8 +487,10 @@ def native_kernel(sources: int, pages_per_source: int, page_rows: int) -> float:
 
     data = []
     for _ in range(sources):
-        rows = sorted(((rng.randrange(10**9), ids[rng.randrange(1000)]) for _ in range(pages_per_source * page_rows)),
-                      key=lambda row: (row[0], uuid_order_key(row[1])))
+        rows = sorted(
+            ((rng.randrange(10**9), ids[rng.randrange(1000)]) for _ in range(pages_per_source * page_rows)),
+            key=lambda row: (row[0], uuid_order_key(row[1])),
+        )
         data.append([page(rows[i : i + page_rows]) for i in range(0, len(rows), page_rows)])
 
     started = time.perf_counter()
@@ -476,8 +522,12 @@ def med(values: list[float]) -> float:
 def versions() -> dict[str, str]:
     import cassandra
 
-    out = {"python": platform.python_version(), "cassandra-driver": cassandra.__version__,
-           "aiohttp": aiohttp.__version__, "orjson": orjson.__version__}
+    out = {
+        "python": platform.python_version(),
+        "cassandra-driver": cassandra.__version__,
+        "aiohttp": aiohttp.__version__,
+        "orjson": orjson.__version__,
+    }
     lib = sorted(Path.home().glob(".cache/readings-service/cassandra/lib-*"))
     out["cassandra"] = lib[-1].name.removeprefix("lib-") if lib else os.environ.get("CASSANDRA_VERSION", "?")
     return out
@@ -486,18 +536,23 @@ def versions() -> dict[str, str]:
 def report(results: Results) -> str:
     p = results.params
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks",
+        "",
         f"Measured {time.strftime('%Y-%m-%d')} with `scripts/bench {p['argv']}`: medians of {p['runs']} runs.",
         f"Machine: {p['machine']}; Cassandra, the service and the load generator share it.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
         f"Settings: {p['buckets']} buckets, fetch size {p['fetch_size']}, protocol v{p['protocol']}, "
-        f"consistency {p['consistency']}, batch rows {p['batch_rows']}.", "",
-        "## Ingest", "",
+        f"consistency {p['consistency']}, batch rows {p['batch_rows']}.",
+        "",
+        "## Ingest",
+        "",
         f"{p['ingest_rows']} readings from {p['ingest_devices']} devices, {p['clients']} concurrent clients "
         f"posting NDJSON batches of {p['batch']}; the driver alone writes the same batches through the same write "
         f"path with the same concurrency; the naive way awaits one INSERT per row and table "
-        f"({p['naive_rows']} readings).", "",
-        "| side | readings/s | p50 latency | p99 latency | ratio |", "|---|---|---|---|---|",
+        f"({p['naive_rows']} readings).",
+        "",
+        "| side | readings/s | p50 latency | p99 latency | ratio |",
+        "|---|---|---|---|---|",
     ]
     ing = results.ingest
     service, driver, naive = med(ing["service"]), med(ing["driver"]), med(ing["naive"])
@@ -505,13 +560,16 @@ def report(results: Results) -> str:
         f"| service (HTTP) | {service:,.0f} | {med(ing['p50']) * 1000:.1f} ms | {med(ing['p99']) * 1000:.1f} ms | "
         f"service/driver {service / driver:.2f} |",
         f"| driver alone (ceiling) | {driver:,.0f} | | | |",
-        f"| naive | {naive:,.0f} | | | service/naive {service / naive:.1f} |", "",
-        "## Range query (one day, all buckets)", "",
+        f"| naive | {naive:,.0f} | | | service/naive {service / naive:.1f} |",
+        "",
+        "## Range query (one day, all buckets)",
+        "",
         f"One day over HTTP, NDJSON streamed to the end, per path: `native` is the compiled path on raw pages "
         f"({p['native_version']}), `python` the pure-Python reference; both services run side by side, on "
         f"protocol v{p['protocol']} like the driver alone, which pages the same 16 partitions and decodes rows "
         "into tuples (no merge, no HTTP). The naive way fetches every bucket fully, sorts and serialises with "
-        "`json` before the first byte.", "",
+        "`json` before the first byte.",
+        "",
     ]
     paths = p["paths"]
     header = "| rows | driver rows/s | " + " | ".join(f"{path} rows/s" for path in paths) + " | naive rows/s | "
@@ -522,45 +580,72 @@ def report(results: Results) -> str:
     for size, q in sorted(results.query.items()):
         d = med(q["driver"])
         naive_text = f"{med(q['naive']):,.0f}" if q.get("naive") else "not run"
-        cells = [f"{size:,}", f"{d:,.0f}", *(f"{med(q[path]):,.0f}" for path in paths), naive_text,
-                 *(f"{med(q[path]) / d:.2f}" for path in paths),
-                 *(f"{med(q[f'{path}_ttfb']) * 1000:.1f} ms" for path in paths),
-                 *(f"{med(q[f'{path}_rss']) / 2**20:.0f} MiB" for path in paths)]
+        cells = [
+            f"{size:,}",
+            f"{d:,.0f}",
+            *(f"{med(q[path]):,.0f}" for path in paths),
+            naive_text,
+            *(f"{med(q[path]) / d:.2f}" for path in paths),
+            *(f"{med(q[f'{path}_ttfb']) * 1000:.1f} ms" for path in paths),
+            *(f"{med(q[f'{path}_rss']) / 2**20:.0f} MiB" for path in paths),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     dv = results.device
     lines += [
-        "", "## Per-device range (one device, one day)", "",
+        "",
+        "## Per-device range (one device, one day)",
+        "",
         f"{p['device_rows']:,} readings of one device in one day (one `readings_by_device` partition) over HTTP, next "
-        "to the driver paging the same partition into tuples.", "",
-        "| side | rows/s | ratio to driver | time to first byte |", "|---|---|---|---|",
+        "to the driver paging the same partition into tuples.",
+        "",
+        "| side | rows/s | ratio to driver | time to first byte |",
+        "|---|---|---|---|",
         f"| driver alone | {med(dv['driver']):,.0f} | | |",
-        *(f"| {path} path, HTTP | {med(dv[path]):,.0f} | {med(dv[path]) / med(dv['driver']):.2f} | "
-          f"{med(dv[f'{path}_ttfb']) * 1000:.1f} ms |" for path in paths),
+        *(
+            f"| {path} path, HTTP | {med(dv[path]):,.0f} | {med(dv[path]) / med(dv['driver']):.2f} | "
+            f"{med(dv[f'{path}_ttfb']) * 1000:.1f} ms |"
+            for path in paths
+        ),
     ]
     lines += [
-        "", "## Event-loop stalls under mixed load", "",
+        "",
+        "## Event-loop stalls under mixed load",
+        "",
         f"For {p['stall_seconds']:g} s (first run only), two clients post 10,000-reading NDJSON bodies while two "
         f"stream the {min(results.query):,}-row day, per service; the service wakes a 10 ms timer and records "
         "how late each wake-up came (`readings_event_loop_stall_seconds`): that lateness is how long some work "
-        "held the event loop.", "",
-        "| service | wake-ups | over 10 ms late | over 50 ms late | worst |", "|---|---|---|---|---|",
+        "held the event loop.",
+        "",
+        "| service | wake-ups | over 10 ms late | over 50 ms late | worst |",
+        "|---|---|---|---|---|",
         *(stall_row(f"{path} path", results.stalls[path]) for path in paths if path in results.stalls),
     ]
     sm = results.small
     lines += [
-        "", "## Small queries", "",
+        "",
+        "## Small queries",
+        "",
         f"A one-day range returning ~{p['small_rows']} rows across all {p['buckets']} buckets (HTTP, fan-out and "
-        "merge) next to one single-partition read through the driver.", "",
-        "| query | p50 | p99 |", "|---|---|---|",
-        *(f"| one day, all buckets, HTTP, {path} | {med(sm[f'{path}_p50']) * 1000:.2f} ms | "
-          f"{med(sm[f'{path}_p99']) * 1000:.2f} ms |" for path in paths),
+        "merge) next to one single-partition read through the driver.",
+        "",
+        "| query | p50 | p99 |",
+        "|---|---|---|",
+        *(
+            f"| one day, all buckets, HTTP, {path} | {med(sm[f'{path}_p50']) * 1000:.2f} ms | "
+            f"{med(sm[f'{path}_p99']) * 1000:.2f} ms |"
+            for path in paths
+        ),
         f"| one partition, driver | {med(sm['one_p50']) * 1000:.2f} ms | {med(sm['one_p99']) * 1000:.2f} ms |",
-        "", "## Merge kernel", "",
+        "",
+        "## Merge kernel",
+        "",
         f"`merge_sorted_pages` alone, {p['merge_shape']}: **{med(results.merge['rows_s']):,.0f} rows/s**.",
     ]
     if results.merge.get("native_rows_s"):
-        lines.append(f"The compiled `DayMerge` on the same shape as raw pages, parsing, merging and writing NDJSON: "
-                     f"**{med(results.merge['native_rows_s']):,.0f} rows/s**.")
+        lines.append(
+            f"The compiled `DayMerge` on the same shape as raw pages, parsing, merging and writing NDJSON: "
+            f"**{med(results.merge['native_rows_s']):,.0f} rows/s**."
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -576,8 +661,12 @@ def plot(results: Results, path: Path) -> None:
         return
     sizes = sorted(results.query)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sides = (("driver", "driver alone (ceiling)"), ("native", "service over HTTP, native path"),
-             ("python", "service over HTTP, python path"), ("naive", "naive"))
+    sides = (
+        ("driver", "driver alone (ceiling)"),
+        ("native", "service over HTTP, native path"),
+        ("python", "service over HTTP, python path"),
+        ("naive", "naive"),
+    )
     for name, label in sides:
         measured = [s for s in sizes if results.query[s].get(name)]
         if measured:
@@ -610,14 +699,24 @@ async def run(args: argparse.Namespace) -> Results:
         store = CassandraStore(session, settings.cassandra, settings.ingest, buckets)
         sizes = [int(s) for s in args.sizes.split(",")]
         results.params = {
-            "argv": " ".join(sys.argv[1:]), "runs": args.runs, "buckets": buckets,
+            "argv": " ".join(sys.argv[1:]),
+            "runs": args.runs,
+            "buckets": buckets,
             "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
-                       f" GiB, {platform.platform()}",
-            "fetch_size": settings.cassandra.fetch_size, "protocol": settings.cassandra.protocol_version,
-            "paths": paths, "native_version": native_version()[0] or native_version()[1],
-            "consistency": settings.cassandra.write_consistency, "batch_rows": settings.ingest.batch_rows,
-            "ingest_rows": args.ingest_rows, "ingest_devices": 1000, "clients": args.clients, "batch": args.batch,
-            "naive_rows": args.naive_rows, "small_rows": 100, "device_rows": args.device_rows,
+            f" GiB, {platform.platform()}",
+            "fetch_size": settings.cassandra.fetch_size,
+            "protocol": settings.cassandra.protocol_version,
+            "paths": paths,
+            "native_version": native_version()[0] or native_version()[1],
+            "consistency": settings.cassandra.write_consistency,
+            "batch_rows": settings.ingest.batch_rows,
+            "ingest_rows": args.ingest_rows,
+            "ingest_devices": 1000,
+            "clients": args.clients,
+            "batch": args.batch,
+            "naive_rows": args.naive_rows,
+            "small_rows": 100,
+            "device_rows": args.device_rows,
             "stall_seconds": args.stall_seconds,
             "merge_shape": "16 sources x 20 pages x 1000 rows, key (ts, uuid order)",
         }
@@ -631,8 +730,10 @@ async def run(args: argparse.Namespace) -> Results:
         await seed_device_day(session, keyspace, device_day, args.device_rows)
         with contextlib.ExitStack() as services:
             # One service process per path, both up for the whole run, so every ratio compares one moment.
-            served = {path: services.enter_context(service_process(settings, "on" if path == "native" else "off"))
-                      for path in paths}
+            served = {
+                path: services.enter_context(service_process(settings, "on" if path == "native" else "off"))
+                for path in paths
+            }
             url, _ = served[paths[0]]
             for run_index in range(args.runs):
                 print(f"bench: run {run_index + 1}/{args.runs}", file=sys.stderr, flush=True)
@@ -644,8 +745,9 @@ async def run(args: argparse.Namespace) -> Results:
                 results.add(results.ingest, "p50", percentile(latencies, 0.5))
                 results.add(results.ingest, "p99", percentile(latencies, 0.99))
                 driver_readings = readings_for_day(day + 1, args.ingest_rows, 1000)
-                driver_batches = [driver_readings[i : i + args.batch]
-                                  for i in range(0, len(driver_readings), args.batch)]
+                driver_batches = [
+                    driver_readings[i : i + args.batch] for i in range(0, len(driver_readings), args.batch)
+                ]
                 results.add(results.ingest, "driver", await ingest_driver(store, driver_batches, args.clients))
                 naive = readings_for_day(day + 2, args.naive_rows, 1000)
                 results.add(results.ingest, "naive", await ingest_naive(session, keyspace, naive, buckets))
@@ -654,7 +756,7 @@ async def run(args: argparse.Namespace) -> Results:
                     day_q = FIRST_DAY + size_index
                     # Sides in turn, the order rotating with the run, so no side always follows the same one.
                     sides = [*paths, "driver"]
-                    sides = sides[run_index % len(sides):] + sides[: run_index % len(sides)]
+                    sides = sides[run_index % len(sides) :] + sides[: run_index % len(sides)]
                     for side in sides:
                         if side == "driver":
                             rate, rows = await query_driver(session, settings, day_q, buckets)
@@ -668,8 +770,9 @@ async def run(args: argparse.Namespace) -> Results:
                         results.add(q, f"{side}_ttfb", ttfb)
                         results.add(q, f"{side}_rss", rss)
                     if size <= args.naive_max_rows:
-                        rate, rows = await asyncio.to_thread(query_naive, session, keyspace, day_q, buckets,
-                                                             settings.cassandra.fetch_size)
+                        rate, rows = await asyncio.to_thread(
+                            query_naive, session, keyspace, day_q, buckets, settings.cassandra.fetch_size
+                        )
                         results.add(q, "naive", rate)
                 for side in [*paths, "driver"]:
                     if side == "driver":
@@ -715,8 +818,12 @@ def main() -> None:
     parser.add_argument("--merge-pages", type=int, default=20)
     parser.add_argument("--stall-seconds", type=float, default=15.0, help="length of the mixed-load phase")
     parser.add_argument("--device-rows", type=int, default=200_000, help="rows of the one-device day")
-    parser.add_argument("--naive-max-rows", type=int, default=5_000_000,
-                        help="skip the naive query (which holds the whole day in memory) above this size")
+    parser.add_argument(
+        "--naive-max-rows",
+        type=int,
+        default=5_000_000,
+        help="skip the naive query (which holds the whole day in memory) above this size",
+    )
     parser.add_argument("--keyspace", default="bench", help="scratch keyspace, dropped and created anew")
     parser.add_argument("--keep", action="store_true", help="keep the bench keyspace afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")

@@ -33,14 +33,19 @@ BEGIN, END = "<!-- commit-log modes: begin -->", "<!-- commit-log modes: end -->
 
 def node(action: str, mode: str, state: Path) -> None:
     env = os.environ | {"CASSANDRA_STATE": str(state), "CASSANDRA_COMMITLOG_SYNC": mode}
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "cassandra"), action, "--base", str(BASE)], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "cassandra"), action, "--base", str(BASE)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 async def measure(mode: str, rows: int, run: int) -> tuple[float, float]:
     base = load_settings(ROOT / "config.toml", {})
-    settings = replace(base, cassandra=replace(base.cassandra, contact_points=(f"127.0.0.{BASE}",),
-                                               keyspace="bench_commitlog"))
+    settings = replace(
+        base, cassandra=replace(base.cassandra, contact_points=(f"127.0.0.{BASE}",), keyspace="bench_commitlog")
+    )
     cluster, session = connect(settings.cassandra)
     try:
         apply_schema(session, settings.cassandra, settings.storage.buckets)
@@ -76,13 +81,20 @@ def main() -> None:
                     node("wipe", mode, Path(state))
             figures[mode]["alone"].append(alone)
             figures[mode]["http"].append(http)
-            print(f"bench-commitlog: run {run + 1} {mode}: write path {alone:,.0f}/s, HTTP {http:,.0f}/s",
-                  file=sys.stderr, flush=True)
-    lines = [BEGIN, "",
-             f"`scripts/bench-commitlog --runs {args.runs} --rows {args.rows}`: a fresh node per mode and run, modes "
-             "interleaved, readings/s (median; all runs in brackets).", "",
-             "| commit-log mode | durable on kill -9 | write path alone | over HTTP | HTTP vs periodic |",
-             "|---|---|---|---|---|"]
+            print(
+                f"bench-commitlog: run {run + 1} {mode}: write path {alone:,.0f}/s, HTTP {http:,.0f}/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    lines = [
+        BEGIN,
+        "",
+        f"`scripts/bench-commitlog --runs {args.runs} --rows {args.rows}`: a fresh node per mode and run, modes "
+        "interleaved, readings/s (median; all runs in brackets).",
+        "",
+        "| commit-log mode | durable on kill -9 | write path alone | over HTTP | HTTP vs periodic |",
+        "|---|---|---|---|---|",
+    ]
     periodic_http = statistics.median(figures["periodic"]["http"])
     for mode in MODES:
         alone, http = figures[mode]["alone"], figures[mode]["http"]
@@ -90,7 +102,8 @@ def main() -> None:
             f"| {mode}{' (default)' if mode == 'batch' else ''} | {'no' if mode == 'periodic' else 'yes'} | "
             f"{statistics.median(alone):,.0f} ({', '.join(f'{v:,.0f}' for v in alone)}) | "
             f"{statistics.median(http):,.0f} ({', '.join(f'{v:,.0f}' for v in http)}) | "
-            f"{statistics.median(http) / periodic_http:.2f}x |")
+            f"{statistics.median(http) / periodic_http:.2f}x |"
+        )
     lines += ["", END]
     table = "\n".join(lines)
     text = args.out.read_text() if args.out.exists() else ""

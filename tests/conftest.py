@@ -37,6 +37,7 @@ def examples(ci: int) -> int:
     """A property's number of examples: `ci` under the ci profile, a quarter of it (at least 10) otherwise."""
     return ci if HYPOTHESIS_PROFILE == "ci" else max(10, ci // 4)
 
+
 ROOT = Path(__file__).resolve().parent.parent
 # Every keyspace a run creates ends with the run's id, so runs sharing a node never collide; the session's
 # teardown drops them all.
@@ -152,9 +153,7 @@ def make_store(cassandra_session: Any, raw_session: Any, settings: Settings, nat
 
 
 @pytest.fixture
-def store(
-    cassandra_session: Any, raw_session: Any, shared_keyspace: Settings, truncate: Callable[[], None]
-) -> Any:
+def store(cassandra_session: Any, raw_session: Any, shared_keyspace: Settings, truncate: Callable[[], None]) -> Any:
     """The store on the emptied shared keyspace (with raw pages unless the pure-Python path is chosen)."""
     truncate()
     return make_store(cassandra_session, raw_session, shared_keyspace)
@@ -195,8 +194,11 @@ async def client(
 def env_without_readings() -> dict[str, str]:
     """The environment minus READINGS_* variables other than the cluster and query path ones, for subprocess
     tests."""
-    return ({k: v for k, v in os.environ.items() if not k.startswith("READINGS_")} | cluster_environment()
-            | query_path_environment())
+    return (
+        {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
+        | cluster_environment()
+        | query_path_environment()
+    )
 
 
 class MemoryTokens:

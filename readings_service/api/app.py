@@ -86,16 +86,17 @@ async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Respons
     problems = [p.as_dict() for p in batch.problems]
     READINGS_INGESTED.labels("rejected").inc(batch.items - len(batch.readings))
     if problems and not partial:
-        raise InvalidReadings(
-            f"{len(problems)} problem(s) in {batch.items} item(s); nothing was written", problems
-        )
+        raise InvalidReadings(f"{len(problems)} problem(s) in {batch.items} item(s); nothing was written", problems)
     if batch.readings:
         # A client that disconnects must not leave half of an accepted batch behind.
         await asyncio.shield(request.app[STORE].write(batch.readings))
         READINGS_INGESTED.labels("accepted").inc(len(batch.readings))
     if problems:
-        body_out = {"accepted": len(batch.readings), "rejected": batch.items - len(batch.readings),
-                    "problems": problems}
+        body_out = {
+            "accepted": len(batch.readings),
+            "rejected": batch.items - len(batch.readings),
+            "problems": problems,
+        }
         return web.json_response(body_out, status=207, dumps=lambda v: orjson.dumps(v).decode())
     return web.json_response({"accepted": len(batch.readings)})
 
@@ -103,8 +104,7 @@ async def _ingest(request: web.Request, partial: bool, kind: str) -> web.Respons
 async def get_readings(request: web.Request) -> web.StreamResponse:
     """Stream the readings of a time range across all devices, sorted, as NDJSON."""
     settings = request.app[SETTINGS]
-    query = parse_range(request.query, max_range_days=settings.query.max_range_days,
-                        max_limit=settings.query.max_limit)
+    query = parse_range(request.query, max_range_days=settings.query.max_range_days, max_limit=settings.query.max_limit)
     async with request.app[STREAM_SLOTS].slot():
         lines = request.app[QUERY_PATH].range_lines(
             request.app[STORE], query, settings.storage.buckets, settings.query.day_lookahead
@@ -128,8 +128,7 @@ async def get_device_readings(request: web.Request) -> web.StreamResponse:
     """Stream one device's readings of a time range as NDJSON."""
     settings = request.app[SETTINGS]
     device_id = device_id_of(request)
-    query = parse_range(request.query, max_range_days=settings.query.max_range_days,
-                        max_limit=settings.query.max_limit)
+    query = parse_range(request.query, max_range_days=settings.query.max_range_days, max_limit=settings.query.max_limit)
     async with request.app[STREAM_SLOTS].slot():
         lines = request.app[QUERY_PATH].device_lines(request.app[STORE], device_id, query)
         return await _send_chunks(request, lines)
@@ -147,9 +146,7 @@ async def get_latest(request: web.Request) -> web.Response:
 StoreOpener = Callable[[Settings], contextlib.AbstractAsyncContextManager[ReadingStore]]
 
 
-def create_app(
-    settings: Settings, open_store: StoreOpener, open_tokens: TokenOpener | None = None
-) -> web.Application:
+def create_app(settings: Settings, open_store: StoreOpener, open_tokens: TokenOpener | None = None) -> web.Application:
     """The application; `open_store` (and `open_tokens`, needed when auth.required) is entered at start-up and
     left at shutdown."""
     middlewares = [access_log_middleware(settings.http.access_log), problems_middleware]

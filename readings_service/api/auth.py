@@ -59,8 +59,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[TOKEN_NAME] = record.name  # the access log names the token, never prints it
     if not grants(record.scopes, needed):
         AUTH_REJECTED.labels("scope").inc()
-        raise Forbidden(f"this token's scopes ({', '.join(sorted(record.scopes))}) do not include {needed!r}",
-                        scope=needed)
+        raise Forbidden(
+            f"this token's scopes ({', '.join(sorted(record.scopes))}) do not include {needed!r}", scope=needed
+        )
     return await handler(request)
 
 
@@ -71,9 +72,12 @@ def setup_auth(app: web.Application, settings: Settings, open_tokens: TokenOpene
     every `auth.refresh_interval_s` until shutdown.
     """
     if not settings.auth.required:
+
         async def warn(app: web.Application) -> None:
-            log.warning("authentication is OFF (auth.required = false): every endpoint is open to anyone who "
-                        "can reach this port")
+            log.warning(
+                "authentication is OFF (auth.required = false): every endpoint is open to anyone who "
+                "can reach this port"
+            )
 
         app.on_startup.append(warn)
         return
@@ -91,8 +95,10 @@ def setup_auth(app: web.Application, settings: Settings, open_tokens: TokenOpene
             if len(cache):
                 log.info("authentication on: %d API tokens", len(cache))
             else:
-                log.warning("authentication on, but no API token exists: every request is refused until one is "
-                            "created (`readings-service token create --scope admin --name NAME`)")
+                log.warning(
+                    "authentication on, but no API token exists: every request is refused until one is "
+                    "created (`readings-service token create --scope admin --name NAME`)"
+                )
             refresher = asyncio.create_task(cache.keep_fresh(), name="refresh API tokens")
             try:
                 yield

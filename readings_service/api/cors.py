@@ -43,19 +43,24 @@ def preflight_middleware(allowed: frozenset[str]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get(hdrs.ORIGIN)
-        if request.method != hdrs.METH_OPTIONS or origin not in allowed or (
-            hdrs.ACCESS_CONTROL_REQUEST_METHOD not in request.headers
+        if (
+            request.method != hdrs.METH_OPTIONS
+            or origin not in allowed
+            or (hdrs.ACCESS_CONTROL_REQUEST_METHOD not in request.headers)
         ):
             return await handler(request)
         methods = _allowed_methods(request)
         if not methods:  # no such resource: the 404 problem answers
             return await handler(request)
-        response = web.Response(status=204, headers={
-            hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: origin,
-            hdrs.ACCESS_CONTROL_ALLOW_METHODS: ", ".join(methods),
-            hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ", ".join(ALLOWED_HEADERS),
-            hdrs.ACCESS_CONTROL_MAX_AGE: str(PREFLIGHT_MAX_AGE_S),
-        })
+        response = web.Response(
+            status=204,
+            headers={
+                hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: origin,
+                hdrs.ACCESS_CONTROL_ALLOW_METHODS: ", ".join(methods),
+                hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ", ".join(ALLOWED_HEADERS),
+                hdrs.ACCESS_CONTROL_MAX_AGE: str(PREFLIGHT_MAX_AGE_S),
+            },
+        )
         _vary(response, "Access-Control-Request-Method", "Access-Control-Request-Headers")
         return response
 

@@ -57,5 +57,3 @@ def parse_range(params: Mapping[str, str], *, max_range_days: int, max_limit: in
     after_raw = params.get("after")
     after = parse_after(after_raw) if after_raw else None
     return RangeRequest(start_ms, end_ms, parse_limit(params.get("limit"), max_limit), after)
-
-

@@ -40,9 +40,12 @@ def http_error_response(request: web.Request, error: web.HTTPException) -> web.R
         return problem(404, "Not found", f"no resource at {request.path}")
     if isinstance(error, web.HTTPMethodNotAllowed):
         allowed = sorted(error.allowed_methods)
-        response = problem(405, "Method not allowed",
-                           f"{error.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
-                           allowed=allowed)
+        response = problem(
+            405,
+            "Method not allowed",
+            f"{error.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+            allowed=allowed,
+        )
         response.headers["Allow"] = ", ".join(allowed)
         return response
     response = problem(error.status, error.reason, error.text or error.reason)
@@ -66,8 +69,13 @@ def store_failure_detail(error: StoreFailure) -> str:
 
 
 def log_store_failure(request: web.Request, error: StoreFailure) -> None:
-    log.error("storage refused %s %s: %s", request.method, request.path, error.detail,
-              exc_info=error.__cause__ if error.__cause__ is not None else error)
+    log.error(
+        "storage refused %s %s: %s",
+        request.method,
+        request.path,
+        error.detail,
+        exc_info=error.__cause__ if error.__cause__ is not None else error,
+    )
 
 
 @web.middleware

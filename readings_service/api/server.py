@@ -87,8 +87,13 @@ class ProblemAppRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return ProblemServer(server.request_handler, request_factory=server.request_factory,
-                             handler_cancellation=server.handler_cancellation, loop=server._loop, **server._kwargs)
+        return ProblemServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
 
 
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout_s: float) -> None:

@@ -42,8 +42,11 @@ class Shutdown:
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.draining = True
-        log.info("shutting down: no new connections; %d open stream(s) get up to %.1f s to finish",
-                 len(self._streams), self.timeout_s)
+        log.info(
+            "shutting down: no new connections; %d open stream(s) get up to %.1f s to finish",
+            len(self._streams),
+            self.timeout_s,
+        )
         self._deadline = asyncio.create_task(self._cut_at_deadline())
 
     async def _cut_at_deadline(self) -> None:

@@ -33,8 +33,10 @@ async def create_token(request: web.Request) -> web.Response:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"body is not JSON: {error}") from None
-    if not isinstance(document, dict) or set(document) != {"name", "scopes"} or not isinstance(
-        document["scopes"], list
+    if (
+        not isinstance(document, dict)
+        or set(document) != {"name", "scopes"}
+        or not isinstance(document["scopes"], list)
     ):
         raise BadRequest('body must be exactly {"name": "<name>", "scopes": ["<scope>", ...]}')
     token, record = await issue(request.app[TOKEN_STORE], document["name"], document["scopes"])

@@ -128,8 +128,10 @@ def _parse_ts(value: object, index: int, limits: TimestampLimits, problems: list
         problems.append(Problem(index, "ts", _wrong_unit(value, limits) or reason))
         return None
     if ts_ms < limits.retained_from_ms:
-        reason = (f"timestamp is more than storage.retention_days ({limits.retention_days}) days old, so the "
-                  f"reading would expire at once: {_show(value)}")
+        reason = (
+            f"timestamp is more than storage.retention_days ({limits.retention_days}) days old, so the "
+            f"reading would expire at once: {_show(value)}"
+        )
         problems.append(Problem(index, "ts", reason))
         return None
     return ts_ms

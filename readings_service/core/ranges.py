@@ -69,9 +69,7 @@ async def _open_day(store: ReadingStore, scan: DayScan, buckets: int) -> Pages:
             yield chunk
 
 
-async def range_chunks(
-    store: ReadingStore, request: RangeRequest, buckets: int, lookahead: int
-) -> Pages:
+async def range_chunks(store: ReadingStore, request: RangeRequest, buckets: int, lookahead: int) -> Pages:
     """Sorted chunks of the range's rows, days in order (apply `take` for the limit); see `chain_days`."""
     async with contextlib.aclosing(
         chain_days(lambda scan: _open_day(store, scan, buckets), plan_days(request), lookahead)
@@ -115,9 +113,7 @@ async def chain_days(
             await day.aclose()
 
 
-async def device_chunks(
-    store: ReadingStore, device_id: uuid.UUID, request: RangeRequest
-) -> Pages:
+async def device_chunks(store: ReadingStore, device_id: uuid.UUID, request: RangeRequest) -> Pages:
     """One device's rows of the range by ts, one partition per day, after the resume point if any."""
     after_key = (request.after.ts_ms, uuid_order_key(request.after.device_id)) if request.after else None
     for scan in plan_days(request):

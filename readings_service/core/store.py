@@ -35,15 +35,11 @@ class ReadingStore(Protocol):
         """Store every reading, returning only once all writes are acknowledged."""
         ...
 
-    def scan_bucket(
-        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
-    ) -> Pages:
+    def scan_bucket(self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None) -> Pages:
         """Pages of one (day, bucket) partition, start_ms <= ts < end_ms and after `after`, in clustering order."""
         ...
 
-    def scan_device(
-        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
-    ) -> Pages:
+    def scan_device(self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int) -> Pages:
         """Pages of one device's readings of one day with start_ms <= ts < end_ms, by ts."""
         ...
 
@@ -65,14 +61,10 @@ class RawPageStore(ReadingStore, Protocol):
     Both have the same bounds, order and paging as their parsed counterparts.
     """
 
-    def scan_bucket_raw(
-        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
-    ) -> RawPages:
+    def scan_bucket_raw(self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None) -> RawPages:
         """Raw pages of what scan_bucket returns."""
         ...
 
-    def scan_device_raw(
-        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
-    ) -> RawPages:
+    def scan_device_raw(self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int) -> RawPages:
         """Raw pages of what scan_device returns."""
         ...

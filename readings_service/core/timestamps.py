@@ -79,8 +79,9 @@ class TimestampRules:
         """The limits at `now_s` (the server clock by default)."""
         now_ms = int((time.time() if now_s is None else now_s) * 1000)
         retained_from_ms = now_ms - self.retention_days * MS_PER_DAY if self.retention_days else MIN_TS_MS
-        return TimestampLimits(self.oldest_ms, now_ms + self.max_future_skew_s * 1000, retained_from_ms,
-                               self.retention_days)
+        return TimestampLimits(
+            self.oldest_ms, now_ms + self.max_future_skew_s * 1000, retained_from_ms, self.retention_days
+        )
 
 
 @dataclass(frozen=True, slots=True)

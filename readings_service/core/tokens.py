@@ -124,11 +124,16 @@ class TokenStore(Protocol):
 async def issue(store: TokenStore, name: str, scopes: Iterable[str]) -> tuple[str, TokenRecord]:
     """Create and store a new token; its secret is returned here and never again. Conflict if the name is taken."""
     token = new_token()
-    record = TokenRecord(name=check_name(name), token_hash=hash_token(token), scopes=check_scopes(scopes),
-                         created_ms=int(time.time() * 1000))
+    record = TokenRecord(
+        name=check_name(name),
+        token_hash=hash_token(token),
+        scopes=check_scopes(scopes),
+        created_ms=int(time.time() * 1000),
+    )
     if not await store.add(record):
-        raise Conflict(f"a token named {name!r} exists already; revoke it first or choose another name",
-                       parameter="name")
+        raise Conflict(
+            f"a token named {name!r} exists already; revoke it first or choose another name", parameter="name"
+        )
     return token, record
 
 
@@ -171,8 +176,11 @@ class TokenCache:
                 await self.refresh()
             except ServiceError as error:
                 if not failing:
-                    log.warning("cannot re-read API tokens (keeping the last set for at most %.0f s): %s",
-                                self.stale_after_s, error.detail)
+                    log.warning(
+                        "cannot re-read API tokens (keeping the last set for at most %.0f s): %s",
+                        self.stale_after_s,
+                        error.detail,
+                    )
                 failing = True
             except Exception:  # a bug of ours: logged, and the refreshing goes on rather than dying silently
                 log.exception("re-reading API tokens failed unexpectedly")

@@ -59,22 +59,32 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
             raise ValueError("unknown version")
         data.pop("file", None)  # written for people; `file_index` is what counts
         checkpoint = Checkpoint(**{**data, "inputs": tuple(data["inputs"])})
-        numbers = (checkpoint.file_index, checkpoint.line, checkpoint.rows, checkpoint.written,
-                   checkpoint.rejected, checkpoint.rejects_bytes)
+        numbers = (
+            checkpoint.file_index,
+            checkpoint.line,
+            checkpoint.rows,
+            checkpoint.written,
+            checkpoint.rejected,
+            checkpoint.rejects_bytes,
+        )
         if not all(isinstance(n, int) and n >= 0 for n in numbers) or not all(
             isinstance(name, str) for name in checkpoint.inputs
         ):
             raise ValueError("a field has the wrong type")
     except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} is not a load checkpoint ({error}); delete it to start over") \
-            from None
+        raise CheckpointError(
+            f"checkpoint {path} is not a load checkpoint ({error}); delete it to start over"
+        ) from None
     return checkpoint
 
 
 def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Replace the file atomically: a crash leaves the old checkpoint or the new one, never a torn one."""
-    document = {"version": VERSION, "file": checkpoint.inputs[checkpoint.file_index] if checkpoint.inputs else None,
-                **asdict(checkpoint)}
+    document = {
+        "version": VERSION,
+        "file": checkpoint.inputs[checkpoint.file_index] if checkpoint.inputs else None,
+        **asdict(checkpoint),
+    }
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as file:
         file.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))

@@ -50,78 +50,148 @@ def _positive(text: str) -> int:
 
 def add_generate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     generate = commands.add_parser(
-        "generate", help="write synthetic readings (fixtures, load tests)",
+        "generate",
+        help="write synthetic readings (fixtures, load tests)",
         description="Write realistic readings: per device, temperature and pressure are bounded random walks; "
-                    "device ids mix UUID versions 1, 4 and 7. The output depends only on the arguments.",
+        "device ids mix UUID versions 1, 4 and 7. The output depends only on the arguments.",
     )
     generate.add_argument("--devices", type=_positive, required=True, metavar="N", help="number of devices")
-    generate.add_argument("--start", required=True, metavar="TIME",
-                          help="first grid point: RFC 3339 with offset, or epoch ms")
-    generate.add_argument("--end", required=True, metavar="TIME",
-                          help="end of the range (exclusive), same forms as --start")
-    generate.add_argument("--interval", default="10s", metavar="DURATION",
-                          help="time between a device's readings (default: 10s; units ms, s, m, h, d)")
+    generate.add_argument(
+        "--start", required=True, metavar="TIME", help="first grid point: RFC 3339 with offset, or epoch ms"
+    )
+    generate.add_argument(
+        "--end", required=True, metavar="TIME", help="end of the range (exclusive), same forms as --start"
+    )
+    generate.add_argument(
+        "--interval",
+        default="10s",
+        metavar="DURATION",
+        help="time between a device's readings (default: 10s; units ms, s, m, h, d)",
+    )
     generate.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    generate.add_argument("--jitter", default="0s", metavar="DURATION",
-                          help="up to this much is added to each reading's time, except on shared timestamps "
-                               "(default: 0s; shorter than --interval)")
-    generate.add_argument("--shared-timestamps", type=float, default=0.0, metavar="FRACTION",
-                          help="fraction of devices reporting exactly on the common grid start + k*interval, so "
-                               "that they share timestamps; the others keep a fixed random phase (default: 0)")
+    generate.add_argument(
+        "--jitter",
+        default="0s",
+        metavar="DURATION",
+        help="up to this much is added to each reading's time, except on shared timestamps "
+        "(default: 0s; shorter than --interval)",
+    )
+    generate.add_argument(
+        "--shared-timestamps",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of devices reporting exactly on the common grid start + k*interval, so "
+        "that they share timestamps; the others keep a fixed random phase (default: 0)",
+    )
     generate.add_argument("--format", choices=generation.FORMATS, default="ndjson", help="default: ndjson")
-    generate.add_argument("--output", "-o", default="-", metavar="PATH",
-                          help="file to write, gzip-compressed if it ends in .gz (default: stdout)")
+    generate.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        metavar="PATH",
+        help="file to write, gzip-compressed if it ends in .gz (default: stdout)",
+    )
 
 
 def add_load_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = commands.add_parser(
-        "load", help="load readings from files into Cassandra (or a running service)",
+        "load",
+        help="load readings from files into Cassandra (or a running service)",
         description="Validate every reading exactly as POST /readings does and write it through the same store "
-                    "code. Inputs are read incrementally (memory stays flat for any size). Writes are idempotent "
-                    "upserts: loading rows again stores them once, so re-running or resuming a load is safe. "
-                    "Exit status: 0 all rows written; 1 the load stopped (an error, or --strict at a bad row); "
-                    "3 it finished but rejected rows.",
+        "code. Inputs are read incrementally (memory stays flat for any size). Writes are idempotent "
+        "upserts: loading rows again stores them once, so re-running or resuming a load is safe. "
+        "Exit status: 0 all rows written; 1 the load stopped (an error, or --strict at a bad row); "
+        "3 it finished but rejected rows.",
     )
-    load.add_argument("files", nargs="+", metavar="FILE",
-                      help="NDJSON, JSON array or CSV (header device_id,ts,temperature,pressure); gzip is detected; "
-                           "- reads stdin")
-    load.add_argument("--format", choices=sources.FORMATS, default="auto",
-                      help="input format (default: auto, from the first character: [ JSON, { NDJSON, else CSV)")
+    load.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="NDJSON, JSON array or CSV (header device_id,ts,temperature,pressure); gzip is detected; - reads stdin",
+    )
+    load.add_argument(
+        "--format",
+        choices=sources.FORMATS,
+        default="auto",
+        help="input format (default: auto, from the first character: [ JSON, { NDJSON, else CSV)",
+    )
     load.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="batches in flight (default: 4)")
-    load.add_argument("--batch-rows", type=_positive, default=2000, metavar="N",
-                      help="readings per batch (default: 2000)")
+    load.add_argument(
+        "--batch-rows", type=_positive, default=2000, metavar="N", help="readings per batch (default: 2000)"
+    )
     load.add_argument("--url", help="post to the service at this base URL instead of writing to Cassandra")
-    load.add_argument("--token-file", type=Path, metavar="PATH",
-                      help="with --url: a file holding an API token with the ingest scope (kept out of argv)")
-    load.add_argument("--strict", action="store_true",
-                      help="stop at the first bad row, writing nothing of its batch (default: skip bad rows)")
-    load.add_argument("--rejects", type=Path, metavar="PATH",
-                      help="where skipped rows are listed as NDJSON {file, line, reason, raw} (default: "
-                           "FILE.rejects.ndjson of the first file, or ./load.rejects.ndjson for stdin)")
-    load.add_argument("--skip", type=_count, default=0, metavar="N",
-                      help="pass over the first N rows (ignored when resuming from --checkpoint)")
-    load.add_argument("--checkpoint", type=Path, metavar="PATH",
-                      help="record the position after each acknowledged batch; if PATH exists, continue from it")
-    load.add_argument("--log-every", type=float, default=10.0, metavar="SECONDS",
-                      help="seconds between progress lines when stderr is not a terminal (default: 10)")
+    load.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="with --url: a file holding an API token with the ingest scope (kept out of argv)",
+    )
+    load.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad row, writing nothing of its batch (default: skip bad rows)",
+    )
+    load.add_argument(
+        "--rejects",
+        type=Path,
+        metavar="PATH",
+        help="where skipped rows are listed as NDJSON {file, line, reason, raw} (default: "
+        "FILE.rejects.ndjson of the first file, or ./load.rejects.ndjson for stdin)",
+    )
+    load.add_argument(
+        "--skip",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="pass over the first N rows (ignored when resuming from --checkpoint)",
+    )
+    load.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="record the position after each acknowledged batch; if PATH exists, continue from it",
+    )
+    load.add_argument(
+        "--log-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (default: 10)",
+    )
 
 
 def add_verify_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = commands.add_parser(
-        "verify", help="check that every reading of a fixture is stored with the same values",
+        "verify",
+        help="check that every reading of a fixture is stored with the same values",
         description="Read the files like `load` does and compare each reading with what range queries return. "
-                    "For a (device_id, ts) given twice, the later one is expected, as with the API. Exit status 0 "
-                    "when every valid reading matches, 1 otherwise.",
+        "For a (device_id, ts) given twice, the later one is expected, as with the API. Exit status 0 "
+        "when every valid reading matches, 1 otherwise.",
     )
     verify.add_argument("files", nargs="+", metavar="FILE", help="the fixture, in any format `load` reads")
     verify.add_argument("--format", choices=sources.FORMATS, default="auto", help="default: auto")
-    verify.add_argument("--show", type=_count, default=20, metavar="N",
-                        help="print the first N mismatches and invalid rows (default: 20)")
+    verify.add_argument(
+        "--show",
+        type=_count,
+        default=20,
+        metavar="N",
+        help="print the first N mismatches and invalid rows (default: 20)",
+    )
     verify.add_argument("--mismatches", type=Path, metavar="PATH", help="write every mismatch to PATH as NDJSON")
-    verify.add_argument("--window-rows", type=_positive, default=250_000, metavar="N",
-                        help="most fixture readings held in memory at once (default: 250000)")
-    verify.add_argument("--tmp-dir", type=Path, metavar="DIR",
-                        help="where the fixture is spilled, 52 bytes per reading (default: the system's)")
+    verify.add_argument(
+        "--window-rows",
+        type=_positive,
+        default=250_000,
+        metavar="N",
+        help="most fixture readings held in memory at once (default: 250000)",
+    )
+    verify.add_argument(
+        "--tmp-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the fixture is spilled, 52 bytes per reading (default: the system's)",
+    )
 
 
 def _time_arg(name: str, raw: str) -> int:
@@ -135,9 +205,13 @@ def run_generate(args: argparse.Namespace) -> None:
     """Write the plan's readings to stdout or `--output`."""
     try:
         plan = generation.Plan(
-            devices=args.devices, start_ms=_time_arg("--start", args.start),
-            end_ms=_time_arg("--end", args.end), interval_ms=generation.parse_duration(args.interval),
-            seed=args.seed, jitter_ms=generation.parse_duration(args.jitter), shared=args.shared_timestamps,
+            devices=args.devices,
+            start_ms=_time_arg("--start", args.start),
+            end_ms=_time_arg("--end", args.end),
+            interval_ms=generation.parse_duration(args.interval),
+            seed=args.seed,
+            jitter_ms=generation.parse_duration(args.jitter),
+            shared=args.shared_timestamps,
         )
         plan.check()
     except (generation.GenerateError, ServiceError) as error:
@@ -162,8 +236,13 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
     """Load the files, print the summary; the exit status: 0 all written, 1 stopped, 3 rows rejected."""
 
     options = LoadOptions(
-        rejects=args.rejects or default_rejects_path(args.files), fmt=args.format, batch_rows=args.batch_rows,
-        concurrency=args.concurrency, strict=args.strict, skip=args.skip, checkpoint=args.checkpoint,
+        rejects=args.rejects or default_rejects_path(args.files),
+        fmt=args.format,
+        batch_rows=args.batch_rows,
+        concurrency=args.concurrency,
+        strict=args.strict,
+        skip=args.skip,
+        checkpoint=args.checkpoint,
         timestamps=settings.timestamp_rules(),
     )
     progress = progress_for(sys.stderr, args.log_every)
@@ -193,10 +272,11 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
         print(f"checkpoint {args.checkpoint} records this load as complete; nothing to do")
     else:
         if result.resumed_from is not None:
-            print(f"resumed after {result.resumed_from.describe()}"
-                  + (" (--skip ignored)" if args.skip else ""))
-        print(f"read {counts.rows_read:,} rows ({counts.skipped:,} skipped), wrote {counts.written:,}, "
-              f"rejected {counts.rejected:,} in {counts.elapsed_s:.1f} s: {counts.rows_per_s:,.0f} rows/s")
+            print(f"resumed after {result.resumed_from.describe()}" + (" (--skip ignored)" if args.skip else ""))
+        print(
+            f"read {counts.rows_read:,} rows ({counts.skipped:,} skipped), wrote {counts.written:,}, "
+            f"rejected {counts.rejected:,} in {counts.elapsed_s:.1f} s: {counts.rows_per_s:,.0f} rows/s"
+        )
     if result.rejects_path is not None and result.rejected_in_all:
         print(f"rejected rows are listed in {result.rejects_path}")
     if result.stopped_at is not None:
@@ -224,9 +304,14 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
 
         async with open_store(settings) as store:
             return await verify(
-                args.files, store, buckets=settings.storage.buckets, on_mismatch=on_mismatch,
-                on_invalid=lambda text: show("invalid", f"invalid {text}", sys.stderr), fmt=args.format,
-                window_rows=args.window_rows, timestamps=settings.timestamp_rules(),
+                args.files,
+                store,
+                buckets=settings.storage.buckets,
+                on_mismatch=on_mismatch,
+                on_invalid=lambda text: show("invalid", f"invalid {text}", sys.stderr),
+                fmt=args.format,
+                window_rows=args.window_rows,
+                timestamps=settings.timestamp_rules(),
                 spill_dir=args.tmp_dir,
             )
 
@@ -245,8 +330,10 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     for kind, count in shown.items():
         if count > args.show:
             print(f"... {count - args.show:,} more {kind} lines not shown", file=sys.stderr)
-    summary = (f"verified {counts.readings:,} readings in {time.monotonic() - started:.1f} s: "
-               f"{counts.matched:,} match, {counts.missing:,} missing, {counts.differing:,} differ")
+    summary = (
+        f"verified {counts.readings:,} readings in {time.monotonic() - started:.1f} s: "
+        f"{counts.matched:,} match, {counts.missing:,} missing, {counts.differing:,} differ"
+    )
     if counts.invalid:
         summary += f"; {counts.invalid:,} invalid rows in the fixture were not checked"
     if counts.other_stored:

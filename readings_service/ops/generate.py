@@ -111,8 +111,11 @@ def generate(plan: Plan) -> Iterator[Reading]:
     for tick in range(plan.ticks):
         grid_ms = plan.start_ms + tick * plan.interval_ms
         for d, device in enumerate(devices):
-            temperature = _reflect(temperatures[d] + gauss(0.0, temperature_step),
-                                   bases[d] - _TEMPERATURE_SPAN, bases[d] + _TEMPERATURE_SPAN)
+            temperature = _reflect(
+                temperatures[d] + gauss(0.0, temperature_step),
+                bases[d] - _TEMPERATURE_SPAN,
+                bases[d] + _TEMPERATURE_SPAN,
+            )
             pressure = _reflect(pressures[d] + gauss(0.0, pressure_step), low_p, high_p)
             temperatures[d], pressures[d] = temperature, pressure
             ts_ms = grid_ms + phases[d]
@@ -163,10 +166,14 @@ def _joined(lines: list[bytes], fmt: str, first: bool) -> bytes:
 
 
 def _json_object(reading: Reading) -> bytes:
-    return orjson.dumps({
-        "device_id": str(reading.device_id), "ts": format_timestamp(reading.ts_ms),
-        "temperature": reading.temperature, "pressure": reading.pressure,
-    })
+    return orjson.dumps(
+        {
+            "device_id": str(reading.device_id),
+            "ts": format_timestamp(reading.ts_ms),
+            "temperature": reading.temperature,
+            "pressure": reading.pressure,
+        }
+    )
 
 
 def _ndjson_line(reading: Reading) -> bytes:

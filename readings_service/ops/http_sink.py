@@ -30,11 +30,20 @@ class HttpSink:
         if not readings:
             return
         dumps, line = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        body = b"".join([
-            dumps({"device_id": str(r.device_id), "ts": r.ts_ms, "temperature": r.temperature,
-                   "pressure": r.pressure}, option=line)
-            for r in readings
-        ])
+        body = b"".join(
+            [
+                dumps(
+                    {
+                        "device_id": str(r.device_id),
+                        "ts": r.ts_ms,
+                        "temperature": r.temperature,
+                        "pressure": r.pressure,
+                    },
+                    option=line,
+                )
+                for r in readings
+            ]
+        )
         try:
             async with self._session.post(self._url, data=body, headers=self._headers) as response:
                 if response.status == 200:

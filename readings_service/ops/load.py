@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 from aiostream import stream
@@ -106,8 +106,7 @@ def input_keys(names: Sequence[str]) -> tuple[str, ...]:
 
 def reason_of(problems: list[Problem]) -> str:
     """One line for all of an item's problems."""
-    return "; ".join(p.reason if p.field is None or p.field in p.reason else f"{p.field}: {p.reason}"
-                     for p in problems)
+    return "; ".join(p.reason if p.field is None or p.field in p.reason else f"{p.field}: {p.reason}" for p in problems)
 
 
 @dataclass(slots=True)
@@ -131,15 +130,15 @@ class _Stop(Exception):
     """Strict mode met a bad item: stop reading."""
 
 
-async def load(
-    names: Sequence[str], sink: ReadingSink, options: LoadOptions, progress: LoadProgress
-) -> LoadResult:
+async def load(names: Sequence[str], sink: ReadingSink, options: LoadOptions, progress: LoadProgress) -> LoadResult:
     """Load every input in order into `sink`; see the module docstring for the guarantees."""
     inputs = input_keys(names)
     resume = read_checkpoint(options.checkpoint) if options.checkpoint else None
     if resume is not None and resume.inputs != inputs:
-        raise LoadError(f"checkpoint {options.checkpoint} belongs to a load of {', '.join(resume.inputs)}; "
-                        "give the same inputs, or another checkpoint file")
+        raise LoadError(
+            f"checkpoint {options.checkpoint} belongs to a load of {', '.join(resume.inputs)}; "
+            "give the same inputs, or another checkpoint file"
+        )
     loader = _Loader(names, inputs, sink, options, progress, resume)
     already_complete = resume is not None and resume.complete
     try:
@@ -151,8 +150,15 @@ async def load(
 
 
 class _Loader:
-    def __init__(self, names: Sequence[str], inputs: tuple[str, ...], sink: ReadingSink, options: LoadOptions,
-                 progress: LoadProgress, resume: Checkpoint | None) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        inputs: tuple[str, ...],
+        sink: ReadingSink,
+        options: LoadOptions,
+        progress: LoadProgress,
+        resume: Checkpoint | None,
+    ) -> None:
         self._names = names
         self._sink = sink
         self._options = options
@@ -180,10 +186,8 @@ class _Loader:
         batch recorded.
         """
         self._counts.total_bytes = _total_size(self._names)
-        # aiostream types the function as also taking *args (one per extra source), hence the ignore.
-        writes = stream.amap(
-            self._batches(), self._write, ordered=True, task_limit=self._options.concurrency  # type: ignore[arg-type]
-        )
+        write: Any = self._write  # aiostream types the function as also taking *args (one per extra source)
+        writes = stream.amap(self._batches(), write, ordered=True, task_limit=self._options.concurrency)
         async with writes.stream() as acknowledged:
             async for batch in acknowledged:
                 self._acknowledge(batch)
@@ -336,8 +340,12 @@ class _Loader:
             self._rejects_bytes = rejects.tell()
         self._counts.written += len(batch.readings)
         self._acked = replace(
-            self._acked, file_index=batch.file_index, line=batch.line, rows=batch.rows,
-            written=self._acked.written + len(batch.readings), rejected=self._acked.rejected + len(batch.rejects),
+            self._acked,
+            file_index=batch.file_index,
+            line=batch.line,
+            rows=batch.rows,
+            written=self._acked.written + len(batch.readings),
+            rejected=self._acked.rejected + len(batch.rejects),
             rejects_bytes=self._rejects_bytes,
         )
         self._save_checkpoint()
@@ -368,9 +376,12 @@ class _Loader:
         rejected_in_all = self._acked.rejected + (1 if self._stopped else 0)
         wrote_rejects = self._rejects_file is not None or (self._resume is not None and self._resume.rejected > 0)
         return LoadResult(
-            counts=self._counts, rejected_in_all=rejected_in_all,
+            counts=self._counts,
+            rejected_in_all=rejected_in_all,
             rejects_path=self._options.rejects if wrote_rejects else None,
-            stopped_at=self._stopped, resumed_from=self._resume, already_complete=already_complete,
+            stopped_at=self._stopped,
+            resumed_from=self._resume,
+            already_complete=already_complete,
         )
 
 

@@ -90,8 +90,12 @@ class LogProgress(SilentProgress):
 
 def describe(counts: Counts) -> str:
     """`1,200 rows read, 1,190 written, 10 rejected, 5,000 rows/s, 40% of 1.2 MB, ETA 0:00:03`."""
-    parts = [f"{counts.rows_read:,} rows read", f"{counts.written:,} written", f"{counts.rejected:,} rejected",
-             f"{counts.rows_per_s:,.0f} rows/s"]
+    parts = [
+        f"{counts.rows_read:,} rows read",
+        f"{counts.written:,} written",
+        f"{counts.rejected:,} rejected",
+        f"{counts.rows_per_s:,.0f} rows/s",
+    ]
     if counts.total_bytes:
         parts.append(f"{100 * counts.bytes_read / counts.total_bytes:.0f}% of {_size(counts.total_bytes)}")
     eta = counts.eta_s()
@@ -132,9 +136,15 @@ class BarProgress:
 
     def __init__(self, stream: TextIO) -> None:
         self._bar = Progress(
-            BarColumn(bar_width=20), TaskProgressColumn(), _RowsColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+            BarColumn(bar_width=20),
+            TaskProgressColumn(),
+            _RowsColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(file=stream), redirect_stdout=False, redirect_stderr=False,
+            console=Console(file=stream),
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         self._task = self._bar.add_task("load", total=None, rows=0, rate=0.0, rejected=0)
         self._started = False
@@ -143,8 +153,14 @@ class BarProgress:
         if not self._started:
             self._started = True
             self._bar.start()
-        self._bar.update(self._task, total=counts.total_bytes, completed=counts.bytes_read, rows=counts.rows_read,
-                         rate=counts.rows_per_s, rejected=counts.rejected)
+        self._bar.update(
+            self._task,
+            total=counts.total_bytes,
+            completed=counts.bytes_read,
+            rows=counts.rows_read,
+            rate=counts.rows_per_s,
+            rejected=counts.rejected,
+        )
 
     def note(self, message: str) -> None:
         self._bar.console.print(message, markup=False, highlight=False)

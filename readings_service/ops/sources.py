@@ -246,8 +246,9 @@ class JsonArraySplitter:
 
     def end(self) -> list[RawItem]:
         if self._state == self._INSIDE:
-            raise SourceError(f"{self._name}:{self._line_at(self._buffer, len(self._buffer))}: "
-                              "the input ends inside the JSON array")
+            raise SourceError(
+                f"{self._name}:{self._line_at(self._buffer, len(self._buffer))}: the input ends inside the JSON array"
+            )
         self._check_blank(self._buffer, self._mark, len(self._buffer))
         return []
 
@@ -314,7 +315,9 @@ def sniff_format(head: bytes) -> str:
 def splitter_for(fmt: str, name: str, max_item_bytes: int = MAX_ITEM_BYTES) -> Splitter:
     """A splitter of the (not `auto`) format for the input called `name`."""
     kinds: dict[str, type[NdjsonSplitter | CsvSplitter | JsonArraySplitter]] = {
-        "ndjson": NdjsonSplitter, "csv": CsvSplitter, "json": JsonArraySplitter,
+        "ndjson": NdjsonSplitter,
+        "csv": CsvSplitter,
+        "json": JsonArraySplitter,
     }
     return kinds[fmt](name, max_item_bytes)
 

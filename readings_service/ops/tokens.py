@@ -15,16 +15,23 @@ LOCAL_ADMIN = "local-admin"
 
 def add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = commands.add_parser(
-        "token", help="manage API tokens (create, list, revoke, init)",
+        "token",
+        help="manage API tokens (create, list, revoke, init)",
         description="Tokens are stored only as SHA-256 hashes in the keyspace's api_tokens table, which every "
-                    "instance re-reads every auth.refresh_interval_s: a change holds everywhere within seconds. "
-                    f"Scopes: {', '.join(SCOPES)} (admin grants everything).",
+        "instance re-reads every auth.refresh_interval_s: a change holds everywhere within seconds. "
+        f"Scopes: {', '.join(SCOPES)} (admin grants everything).",
     )
     actions = token.add_subparsers(dest="token_command", required=True)
     create = actions.add_parser("create", help="create a token and print it (the only time it is shown)")
     create.add_argument("--name", required=True, help="a unique name: letters, digits, '.', '_', '-'")
-    create.add_argument("--scope", action="append", required=True, choices=SCOPES, dest="scopes",
-                        help="a scope the token holds; repeat for several")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=SCOPES,
+        dest="scopes",
+        help="a scope the token holds; repeat for several",
+    )
     actions.add_parser("list", help="list tokens: name, scopes, creation time (never the tokens)")
     revoke = actions.add_parser("revoke", help="delete a token; every instance refuses it within seconds")
     revoke.add_argument("name", help="the token's name")
@@ -45,8 +52,10 @@ def run_token(settings: Settings, args: argparse.Namespace) -> int:
 async def _create(store: TokenStore, args: argparse.Namespace, settings: Settings) -> int:
     token, record = await issue(store, args.name, args.scopes)
     print(token)
-    print(f"created token {record.name!r} with scope(s) {', '.join(sorted(record.scopes))}; it is shown only "
-          "this once", file=sys.stderr)
+    print(
+        f"created token {record.name!r} with scope(s) {', '.join(sorted(record.scopes))}; it is shown only this once",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -67,8 +76,7 @@ async def _list(store: TokenStore, args: argparse.Namespace, settings: Settings)
 async def _revoke(store: TokenStore, args: argparse.Namespace, settings: Settings) -> int:
     if not await store.revoke(args.name):
         raise NotFound(f"no token named {args.name!r}")
-    print(f"revoked token {args.name!r}; every instance refuses it within about "
-          f"{settings.auth.refresh_interval_s:g} s")
+    print(f"revoked token {args.name!r}; every instance refuses it within about {settings.auth.refresh_interval_s:g} s")
     return 0
 
 
@@ -83,9 +91,11 @@ async def _init(store: TokenStore, args: argparse.Namespace, settings: Settings)
         print("API tokens exist already (`readings-service token list`); none created")
         return 0
     url = f"http://{settings.http.host}:{settings.http.port}"
-    print(f"Created the admin API token {LOCAL_ADMIN!r}. It is shown only this once; keep it:\n\n    {token}\n\n"
-          f"Send it with every request, e.g.  curl -H 'Authorization: Bearer {token}' {url}/metrics\n"
-          "More tokens, with narrower scopes: readings-service token create --scope ingest --name NAME")
+    print(
+        f"Created the admin API token {LOCAL_ADMIN!r}. It is shown only this once; keep it:\n\n    {token}\n\n"
+        f"Send it with every request, e.g.  curl -H 'Authorization: Bearer {token}' {url}/metrics\n"
+        "More tokens, with narrower scopes: readings-service token create --scope ingest --name NAME"
+    )
     if not settings.auth.required:
         print("(auth.required is false: the service does not check tokens now)")
     return 0

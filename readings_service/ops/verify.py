@@ -45,16 +45,22 @@ class Mismatch:
     stored: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, object]:
-        document: dict[str, object] = {"kind": self.kind, "file": self.file, "line": self.line,
-                                       "expected": reading_to_json_dict(self.expected)}
+        document: dict[str, object] = {
+            "kind": self.kind,
+            "file": self.file,
+            "line": self.line,
+            "expected": reading_to_json_dict(self.expected),
+        }
         if self.stored is not None:
             document["stored"] = {"temperature": self.stored[0], "pressure": self.stored[1]}
         return document
 
     def describe(self) -> str:
         reading = self.expected
-        text = (f"{self.kind} {self.file}:{self.line} device {reading.device_id} at {format_timestamp(reading.ts_ms)}:"
-                f" temperature {reading.temperature!r}, pressure {reading.pressure!r}")
+        text = (
+            f"{self.kind} {self.file}:{self.line} device {reading.device_id} at {format_timestamp(reading.ts_ms)}:"
+            f" temperature {reading.temperature!r}, pressure {reading.pressure!r}"
+        )
         if self.stored is not None:
             text += f"; stored {self.stored[0]!r}, {self.stored[1]!r}"
         return text
@@ -113,8 +119,14 @@ async def verify(
     return counts
 
 
-def _spill(names: Sequence[str], fmt: str, directory: Path, timestamps: TimestampRules, counts: VerifyCounts,
-           on_invalid: Callable[[str], None]) -> dict[int, _Day]:
+def _spill(
+    names: Sequence[str],
+    fmt: str,
+    directory: Path,
+    timestamps: TimestampRules,
+    counts: VerifyCounts,
+    on_invalid: Callable[[str], None],
+) -> dict[int, _Day]:
     """Validate every item and append each reading's record to its UTC day's file (blocking)."""
     days: dict[int, _Day] = {}
     open_files: OrderedDict[int, BinaryIO] = OrderedDict()
@@ -134,8 +146,9 @@ def _spill(names: Sequence[str], fmt: str, directory: Path, timestamps: Timestam
                         if isinstance(parsed, Reading):
                             ts_ms = parsed.ts_ms
                             spill = _spill_file(ts_ms // MS_PER_DAY, days, open_files, directory)
-                            spill.write(pack(ts_ms, parsed.device_id.bytes, parsed.temperature, parsed.pressure,
-                                             index, line))
+                            spill.write(
+                                pack(ts_ms, parsed.device_id.bytes, parsed.temperature, parsed.pressure, index, line)
+                            )
                             day = days[ts_ms // MS_PER_DAY]
                             day.count += 1
                             day.first_ms, day.last_ms = min(day.first_ms, ts_ms), max(day.last_ms, ts_ms)
@@ -209,8 +222,14 @@ def _expected(path: Path, start_ms: int, end_ms: int) -> dict[bytes, bytes]:
 
 
 async def _compare(
-    store: ReadingStore, buckets: int, start_ms: int, end_ms: int, expected: dict[bytes, bytes],
-    displays: Sequence[str], counts: VerifyCounts, on_mismatch: Callable[[Mismatch], None],
+    store: ReadingStore,
+    buckets: int,
+    start_ms: int,
+    end_ms: int,
+    expected: dict[bytes, bytes],
+    displays: Sequence[str],
+    counts: VerifyCounts,
+    on_mismatch: Callable[[Mismatch], None],
 ) -> None:
     """Read the window back through the range-query path and settle every expected reading."""
     key = _KEY.pack
@@ -227,8 +246,15 @@ async def _compare(
                     counts.matched += 1
                 else:
                     counts.differing += 1
-                    on_mismatch(Mismatch("differs", displays[index], line,
-                                         Reading(device_id, ts_ms, want_t, want_p), (temperature, pressure)))
+                    on_mismatch(
+                        Mismatch(
+                            "differs",
+                            displays[index],
+                            line,
+                            Reading(device_id, ts_ms, want_t, want_p),
+                            (temperature, pressure),
+                        )
+                    )
     missing = []
     for key_bytes, value in expected.items():
         ts_ms, device_bytes = _KEY.unpack(key_bytes)
@@ -237,4 +263,3 @@ async def _compare(
     for index, line, reading in sorted(missing, key=lambda m: (m[0], m[1])):
         counts.missing += 1
         on_mismatch(Mismatch("missing", displays[index], line, reading))
-

@@ -63,20 +63,34 @@ class RetryIdempotent(RetryPolicy):  # type: ignore[misc]
             return self.RETHROW, None
         return (self.RETRY_NEXT_HOST if next_host else self.RETRY), consistency
 
-    def on_read_timeout(self, query: Any, consistency: Any, required_responses: int,
-                        received_responses: int, data_retrieved: bool, retry_num: int) -> tuple[Any, Any]:
+    def on_read_timeout(
+        self,
+        query: Any,
+        consistency: Any,
+        required_responses: int,
+        received_responses: int,
+        data_retrieved: bool,
+        retry_num: int,
+    ) -> tuple[Any, Any]:
         return self._again(retry_num, consistency, next_host=False)
 
-    def on_write_timeout(self, query: Any, consistency: Any, write_type: Any,
-                         required_responses: int, received_responses: int, retry_num: int) -> tuple[Any, Any]:
+    def on_write_timeout(
+        self,
+        query: Any,
+        consistency: Any,
+        write_type: Any,
+        required_responses: int,
+        received_responses: int,
+        retry_num: int,
+    ) -> tuple[Any, Any]:
         return self._again(retry_num, consistency, next_host=False)
 
-    def on_unavailable(self, query: Any, consistency: Any, required_replicas: int,
-                       alive_replicas: int, retry_num: int) -> tuple[Any, Any]:
+    def on_unavailable(
+        self, query: Any, consistency: Any, required_replicas: int, alive_replicas: int, retry_num: int
+    ) -> tuple[Any, Any]:
         return self._again(retry_num, consistency, next_host=True)
 
-    def on_request_error(self, query: Any, consistency: Any, error: Exception,
-                         retry_num: int) -> tuple[Any, Any]:
+    def on_request_error(self, query: Any, consistency: Any, error: Exception, retry_num: int) -> tuple[Any, Any]:
         return self._again(retry_num, consistency, next_host=True)
 
 
@@ -148,7 +162,11 @@ class CassandraStore:
     """ReadingStore on a connected Session (prepares its statements at construction, which blocks)."""
 
     def __init__(
-        self, session: Session, cassandra: CassandraSettings, ingest: IngestSettings, buckets: int,
+        self,
+        session: Session,
+        cassandra: CassandraSettings,
+        ingest: IngestSettings,
+        buckets: int,
         retention_days: int = 0,
     ) -> None:
         self._session = session
@@ -179,26 +197,38 @@ class CassandraStore:
         ttl = " USING TTL ?" if self._retention_ms else ""
         self._insert = prepare(
             f"INSERT INTO {ks}.readings (day, bucket, ts, device_id, temperature, pressure) "
-            f"VALUES (?, ?, ?, ?, ?, ?){ttl}", self._write_cl)
+            f"VALUES (?, ?, ?, ?, ?, ?){ttl}",
+            self._write_cl,
+        )
         self._insert_by_device = prepare(
             f"INSERT INTO {ks}.readings_by_device (device_id, day, ts, temperature, pressure) "
-            f"VALUES (?, ?, ?, ?, ?){ttl}", self._write_cl)
+            f"VALUES (?, ?, ?, ?, ?){ttl}",
+            self._write_cl,
+        )
         latest_ttl = " AND TTL ?" if self._retention_ms else ""
         self._insert_latest_day = prepare(
             f"INSERT INTO {ks}.device_latest_day (device_id, day) VALUES (?, ?) USING TIMESTAMP ?{latest_ttl}",
-            self._write_cl)
+            self._write_cl,
+        )
         self._scan = prepare(
-            f"SELECT {columns} FROM {ks}.readings WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?", read_cl)
+            f"SELECT {columns} FROM {ks}.readings WHERE day = ? AND bucket = ? AND ts >= ? AND ts < ?", read_cl
+        )
         self._scan_after = prepare(
             f"SELECT {columns} FROM {ks}.readings WHERE day = ? AND bucket = ? "
-            "AND (ts, device_id) > (?, ?) AND (ts) < (?)", read_cl)
+            "AND (ts, device_id) > (?, ?) AND (ts) < (?)",
+            read_cl,
+        )
         self._scan_device = prepare(
             f"SELECT toUnixTimestamp(ts), temperature, pressure FROM {ks}.readings_by_device "
-            "WHERE device_id = ? AND day = ? AND ts >= ? AND ts < ?", read_cl)
+            "WHERE device_id = ? AND day = ? AND ts >= ? AND ts < ?",
+            read_cl,
+        )
         self._latest_day_of = prepare(f"SELECT day FROM {ks}.device_latest_day WHERE device_id = ?", read_cl)
         self._newest_of_day = prepare(
             f"SELECT toUnixTimestamp(ts), temperature, pressure FROM {ks}.readings_by_device "
-            "WHERE device_id = ? AND day = ? ORDER BY ts DESC LIMIT 1", read_cl)
+            "WHERE device_id = ? AND day = ? ORDER BY ts DESC LIMIT 1",
+            read_cl,
+        )
         self._ping = prepare("SELECT release_version FROM system.local", read_cl)
 
     async def write(self, readings: Sequence[Reading]) -> None:
@@ -307,9 +337,7 @@ class CassandraStore:
             groups.setdefault(replicas, []).append(bound)
         return [call for group in groups.values() for call in self._in_batches(group)]
 
-    def scan_bucket(
-        self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None
-    ) -> Pages:
+    def scan_bucket(self, day: date, bucket: int, start_ms: int, end_ms: int, after: After | None) -> Pages:
         wire_day = _wire_date(day)
         if after is None:
             params: tuple[Any, ...] = (wire_day, bucket, start_ms, end_ms)
@@ -332,9 +360,7 @@ class CassandraStore:
                     append((ts, device[0], device[1], temperature, pressure))
                 yield rows
 
-    async def scan_device(
-        self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int
-    ) -> Pages:
+    async def scan_device(self, device_id: uuid.UUID, day: date, start_ms: int, end_ms: int) -> Pages:
         params = (device_id, _wire_date(day), start_ms, end_ms)
         order = uuid_order_key(device_id)
         scan_pages = pages(self._session, self._scan_device, params, self._timeout, kind="device_scan")
@@ -364,8 +390,15 @@ class RawPageCassandraStore(CassandraStore):
     Prepared here, their result columns are checked: the compiled reader parses exactly these types.
     """
 
-    def __init__(self, session: Session, raw_session: Session, cassandra: CassandraSettings,
-                 ingest: IngestSettings, buckets: int, retention_days: int = 0) -> None:
+    def __init__(
+        self,
+        session: Session,
+        raw_session: Session,
+        cassandra: CassandraSettings,
+        ingest: IngestSettings,
+        buckets: int,
+        retention_days: int = 0,
+    ) -> None:
         super().__init__(session, cassandra, ingest, buckets, retention_days)
         self._raw_session = raw_session
         self._raw_scan = self._prepare_raw(self._scan, RANGE_COLUMNS)

@@ -23,7 +23,9 @@ T = TypeVar("T")
 SECONDS_PER_DAY = 86_400
 # What the readings tables are compacted with: one-day windows, as their partitions are days.
 TIME_WINDOW_COMPACTION = {
-    "class": "TimeWindowCompactionStrategy", "compaction_window_unit": "DAYS", "compaction_window_size": "1",
+    "class": "TimeWindowCompactionStrategy",
+    "compaction_window_unit": "DAYS",
+    "compaction_window_size": "1",
 }
 
 
@@ -48,8 +50,7 @@ def table_options(retention_days: int) -> dict[str, TableOptions]:
 def replication_map(settings: CassandraSettings) -> str:
     """The CQL replication map for the configured strategy."""
     if settings.replication_class == "NetworkTopologyStrategy":
-        return (f"{{'class': 'NetworkTopologyStrategy', "
-                f"'{settings.local_dc}': {settings.replication_factor}}}")
+        return f"{{'class': 'NetworkTopologyStrategy', '{settings.local_dc}': {settings.replication_factor}}}"
     return f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
 
 
@@ -97,7 +98,8 @@ def _align_tables(session: Any, keyspace: str, wanted: Mapping[str, TableOptions
     one line per option changed."""
     rows = session.execute(
         "SELECT table_name, compaction, default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s",
-        (keyspace,), timeout=timeout_s,
+        (keyspace,),
+        timeout=timeout_s,
     )
     current = {row[0]: (dict(row[1] or {}), row[2] or 0) for row in rows}
     changes: list[str] = []
@@ -106,14 +108,14 @@ def _align_tables(session: Any, keyspace: str, wanted: Mapping[str, TableOptions
         clauses: list[str] = []
         if options.compaction is not None and not _same_compaction(compaction, options.compaction):
             clauses.append(f"compaction = {_cql_map(options.compaction)}")
-            changes.append(f"{table}: compaction {_describe_compaction(compaction)} -> "
-                           f"{_describe_compaction(options.compaction)}")
+            changes.append(
+                f"{table}: compaction {_describe_compaction(compaction)} -> {_describe_compaction(options.compaction)}"
+            )
         if ttl_s != options.default_time_to_live:
             clauses.append(f"default_time_to_live = {options.default_time_to_live}")
             changes.append(f"{table}: default_time_to_live {ttl_s} -> {options.default_time_to_live} s")
         if clauses:
-            result = session.execute(f"ALTER TABLE {keyspace}.{table} WITH {' AND '.join(clauses)}",
-                                     timeout=timeout_s)
+            result = session.execute(f"ALTER TABLE {keyspace}.{table} WITH {' AND '.join(clauses)}", timeout=timeout_s)
             _wait_for_agreement(session, result, timeout_s)
     return changes
 
@@ -131,8 +133,11 @@ def _short_class(compaction: Mapping[str, str]) -> str:
 
 
 def _describe_compaction(compaction: Mapping[str, str]) -> str:
-    options = ", ".join(f"{key}={value}" for key, value in sorted(compaction.items())
-                        if key in ("compaction_window_unit", "compaction_window_size"))
+    options = ", ".join(
+        f"{key}={value}"
+        for key, value in sorted(compaction.items())
+        if key in ("compaction_window_unit", "compaction_window_size")
+    )
     return f"{_short_class(compaction)}({options})" if options else _short_class(compaction)
 
 
@@ -168,8 +173,9 @@ def recorded_buckets(session: Any, keyspace: str) -> int | None:
     from cassandra import ConsistencyLevel
     from cassandra.query import SimpleStatement
 
-    select = SimpleStatement(f"SELECT value FROM {keyspace}.layout WHERE name = %s",
-                             consistency_level=ConsistencyLevel.SERIAL)
+    select = SimpleStatement(
+        f"SELECT value FROM {keyspace}.layout WHERE name = %s", consistency_level=ConsistencyLevel.SERIAL
+    )
     rows = list(_while_unavailable(lambda: session.execute(select, (BUCKETS_KEY,))))
     return int(rows[0][0]) if rows else None
 

@@ -43,11 +43,13 @@ class CassandraTokens:
             return statement
 
         self._select = prepare(
-            f"SELECT name, token_hash, scopes, toUnixTimestamp(created) FROM {ks}.api_tokens", read_cl)
+            f"SELECT name, token_hash, scopes, toUnixTimestamp(created) FROM {ks}.api_tokens", read_cl
+        )
         self._select.is_idempotent = True
         self._insert = prepare(
             f"INSERT INTO {ks}.api_tokens (name, token_hash, scopes, created) VALUES (?, ?, ?, ?) IF NOT EXISTS",
-            write_cl)
+            write_cl,
+        )
         self._delete = prepare(f"DELETE FROM {ks}.api_tokens WHERE name = ? IF EXISTS", write_cl)
 
     async def tokens(self) -> list[TokenRecord]:
@@ -69,8 +71,7 @@ class CassandraTokens:
 
 def _record(row: Any) -> TokenRecord:
     name, token_hash, scopes, created_ms = row
-    return TokenRecord(name=name, token_hash=bytes(token_hash), scopes=frozenset(scopes or ()),
-                       created_ms=created_ms)
+    return TokenRecord(name=name, token_hash=bytes(token_hash), scopes=frozenset(scopes or ()), created_ms=created_ms)
 
 
 @contextlib.asynccontextmanager

@@ -66,8 +66,7 @@ class LocalCluster:
         return [f"127.0.0.{self.base + i}" for i in range(self.nodes)]
 
     def run(self, action: str, only: int | None = None) -> None:
-        command = [sys.executable, str(CASSANDRA_SCRIPT), action, "--nodes", str(self.nodes), "--base",
-                   str(self.base)]
+        command = [sys.executable, str(CASSANDRA_SCRIPT), action, "--nodes", str(self.nodes), "--base", str(self.base)]
         if only is not None:
             command += ["--only", str(only)]
         env = os.environ | {"CASSANDRA_STATE": str(self.state)}
@@ -119,22 +118,36 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"service-{self.port}.log"
         env = env_without_readings()  # the cluster variables stay: a service finds the cluster the tests use
-        env |= {"READINGS_CONFIG": str(ROOT / "config.toml"), "READINGS_HTTP_PORT": str(self.port),
-                "READINGS_AUTH_REQUIRED": "false"}  # the fault tests measure storage, not authentication
+        env |= {
+            "READINGS_CONFIG": str(ROOT / "config.toml"),
+            "READINGS_HTTP_PORT": str(self.port),
+            "READINGS_AUTH_REQUIRED": "false",
+        }  # the fault tests measure storage, not authentication
         env |= {f"READINGS_{key.upper()}": value for key, value in settings.items()}
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "readings_service", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=180)
+        done = subprocess.run(
+            [sys.executable, "-m", "readings_service", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert 0 == done.returncode, f"readings-service {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
 
     def start(self) -> Service:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "readings_service", "serve"], env=self.env,
-                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "readings_service", "serve"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -222,14 +235,23 @@ class ReadingSource:
 
 def ndjson(batch: list[tuple[uuid.UUID, int]]) -> bytes:
     return b"".join(
-        orjson.dumps({"device_id": str(d), "ts": ts, "temperature": (ts % 400) / 10, "pressure": 1000.0},
-                     option=orjson.OPT_APPEND_NEWLINE)
+        orjson.dumps(
+            {"device_id": str(d), "ts": ts, "temperature": (ts % 400) / 10, "pressure": 1000.0},
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
         for d, ts in batch
     )
 
 
-async def post_until(http: aiohttp.ClientSession, urls: list[str], source: ReadingSource, tally: Tally,
-                     stop: asyncio.Event, batch_size: int = 200, max_requests: int | None = None) -> None:
+async def post_until(
+    http: aiohttp.ClientSession,
+    urls: list[str],
+    source: ReadingSource,
+    tally: Tally,
+    stop: asyncio.Event,
+    batch_size: int = 200,
+    max_requests: int | None = None,
+) -> None:
     """Post batches until `stop` (or `max_requests`); a batch answered 503 is sent again shortly after."""
     rotation = itertools.cycle(urls)
     batch = source.batch(batch_size)
@@ -238,8 +260,9 @@ async def post_until(http: aiohttp.ClientSession, urls: list[str], source: Readi
         sent += 1
         tally.requests += 1
         try:
-            async with http.post(next(rotation) + "/readings", data=ndjson(batch),
-                                 headers={"Content-Type": "application/x-ndjson"}) as response:
+            async with http.post(
+                next(rotation) + "/readings", data=ndjson(batch), headers={"Content-Type": "application/x-ndjson"}
+            ) as response:
                 await response.read()
                 tally.statuses[response.status] += 1
                 if response.status == 200:
@@ -263,13 +286,17 @@ def stored(session: Any, keyspace: str, device_ids: list[uuid.UUID], days: int =
     day = day_of(FAULT_DAY_MS)
     by_partition: set[tuple[uuid.UUID, int]] = set()
     for bucket in range(16):
-        select = SimpleStatement(f"SELECT device_id, toUnixTimestamp(ts) FROM {keyspace}.readings "
-                                 "WHERE day = %s AND bucket = %s", fetch_size=5000)
+        select = SimpleStatement(
+            f"SELECT device_id, toUnixTimestamp(ts) FROM {keyspace}.readings WHERE day = %s AND bucket = %s",
+            fetch_size=5000,
+        )
         by_partition.update((row[0], row[1]) for row in session.execute(select, (day, bucket)))
     by_device: set[tuple[uuid.UUID, int]] = set()
     for device in device_ids:
-        select = SimpleStatement(f"SELECT toUnixTimestamp(ts) FROM {keyspace}.readings_by_device "
-                                 "WHERE device_id = %s AND day = %s", fetch_size=5000)
+        select = SimpleStatement(
+            f"SELECT toUnixTimestamp(ts) FROM {keyspace}.readings_by_device WHERE device_id = %s AND day = %s",
+            fetch_size=5000,
+        )
         by_device.update((device, row[0]) for row in session.execute(select, (device, day)))
     return by_partition & by_device  # stored means stored in both tables
 
@@ -281,8 +308,11 @@ def driver_session(addresses: list[str], consistency: str) -> Iterator[Any]:
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
 
-    profile = ExecutionProfile(consistency_level=ConsistencyLevel.name_to_value[consistency],
-                               load_balancing_policy=RoundRobinPolicy(), request_timeout=60)
+    profile = ExecutionProfile(
+        consistency_level=ConsistencyLevel.name_to_value[consistency],
+        load_balancing_policy=RoundRobinPolicy(),
+        request_timeout=60,
+    )
     cluster = Cluster(addresses, execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=4)
     session = cluster.connect()
     try:

@@ -106,10 +106,12 @@ class TestKillOneOfThree:
         with driver_session(cluster.addresses, "QUORUM") as session:
             found = stored(session, keyspace, ReadingSource().devices)
             session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
-        print(f"\n3 nodes, kill -9 of one: {tally.requests} writes {dict(tally.statuses)}, "
-              f"{len(tally.acknowledged)} acknowledged, {len(tally.acknowledged - found)} lost at QUORUM, "
-              f"{len(tally.acknowledged - through_service)} missing from the service's range query; "
-              f"range streams {dict(reads)}; consistency ALL answered {converged_s:.1f} s after the restart")
+        print(
+            f"\n3 nodes, kill -9 of one: {tally.requests} writes {dict(tally.statuses)}, "
+            f"{len(tally.acknowledged)} acknowledged, {len(tally.acknowledged - found)} lost at QUORUM, "
+            f"{len(tally.acknowledged - through_service)} missing from the service's range query; "
+            f"range streams {dict(reads)}; consistency ALL answered {converged_s:.1f} s after the restart"
+        )
         assert {200} == set(tally.statuses), tally.statuses
         assert not tally.client_errors, tally.client_errors
         assert len(tally.acknowledged) > 0

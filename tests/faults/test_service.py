@@ -54,8 +54,9 @@ async def seed(url: str, source: ReadingSource, rows: int, batch: int = 2000) ->
     async with aiohttp.ClientSession() as http:
         for _ in range(rows // batch):
             readings = source.batch(batch)
-            async with http.post(url + "/readings", data=ndjson(readings),
-                                 headers={"Content-Type": "application/x-ndjson"}) as response:
+            async with http.post(
+                url + "/readings", data=ndjson(readings), headers={"Content-Type": "application/x-ndjson"}
+            ) as response:
                 assert 200 == response.status, await response.text()
             written.update(readings)
     return written
@@ -78,8 +79,10 @@ class TestSeveralInstances:
                 instance.stop()
         keys = [clustering_key(row) for page in pages for row in page]
         got = [(uuid.UUID(row["device_id"]), parse_timestamp(row["ts"])) for page in pages for row in page]
-        print(f"\n3 instances: {len(written)} written, {len(got)} paged in {len(pages)} pages, "
-              f"{len(got) - len(set(got))} duplicates, {len(written - set(got))} missing")
+        print(
+            f"\n3 instances: {len(written)} written, {len(got)} paged in {len(pages)} pages, "
+            f"{len(got) - len(set(got))} duplicates, {len(written - set(got))} missing"
+        )
         assert sorted(keys) == keys
         assert len(got) == len(set(got))
         assert written == set(got)
@@ -176,8 +179,11 @@ async def _settled(http: aiohttp.ClientSession, service: Service) -> dict[str, f
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
     text = await metrics(http, service.url)
-    return {"tasks": metric(text, "readings_event_loop_tasks"),
-            "pages": metric(text, "readings_cassandra_pages_requested_total"), "rss": rss_bytes(service.pid)}
+    return {
+        "tasks": metric(text, "readings_event_loop_tasks"),
+        "pages": metric(text, "readings_cassandra_pages_requested_total"),
+        "rss": rss_bytes(service.pid),
+    }
 
 
 class TestOverload:
@@ -189,9 +195,11 @@ class TestOverload:
             log = service.log()
         with driver_session(list(settings_for().cassandra.contact_points), "ONE") as session:
             found = stored(session, keyspace, ReadingSource().devices)
-        print(f"\noverload, 300 writers: {tally.requests} requests {dict(tally.statuses)}, "
-              f"{len(tally.acknowledged)} acknowledged, {len(tally.acknowledged - found)} lost, "
-              f"RSS {rss[0] / 2**20:.0f} -> peak {max(rss) / 2**20:.0f} MiB")
+        print(
+            f"\noverload, 300 writers: {tally.requests} requests {dict(tally.statuses)}, "
+            f"{len(tally.acknowledged)} acknowledged, {len(tally.acknowledged - found)} lost, "
+            f"RSS {rss[0] / 2**20:.0f} -> peak {max(rss) / 2**20:.0f} MiB"
+        )
         assert set(tally.statuses) == {200, 503}, tally.statuses
         assert 0 == tally.without_retry_after
         assert not tally.client_errors, tally.client_errors
@@ -214,8 +222,9 @@ async def _overload(service: Service) -> tuple[Tally, list[int]]:
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as http:
         sampler = asyncio.create_task(sample())
-        writers = [post_until(http, [service.url], source, tally, stop, batch_size=200, max_requests=6)
-                   for _ in range(300)]
+        writers = [
+            post_until(http, [service.url], source, tally, stop, batch_size=200, max_requests=6) for _ in range(300)
+        ]
         await asyncio.gather(*writers)
         stop.set()
         await sampler

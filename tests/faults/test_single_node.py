@@ -42,8 +42,9 @@ def new_report() -> dict[str, list[float]]:
     return {"down_at": [], "recovery_s": [], "statuses_while_down": [], "ready_while_down": []}
 
 
-async def ingest_with_kills(node: LocalCluster, service: Service, kills: int, writers: int,
-                            report: dict[str, list[float]]) -> Tally:
+async def ingest_with_kills(
+    node: LocalCluster, service: Service, kills: int, writers: int, report: dict[str, list[float]]
+) -> Tally:
     """Writers post without pause; the node is killed `kills` times at random moments and started again."""
     tally = Tally()
     source = ReadingSource()
@@ -87,9 +88,11 @@ class TestKillDuringIngest:
             found = stored(session, keyspace, ReadingSource().devices)
             session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
         lost = tally.acknowledged - found
-        print(f"\nsingle node, 3 x kill -9: {tally.requests} requests {dict(tally.statuses)}, "
-              f"{len(tally.acknowledged)} acknowledged, {len(lost)} lost, "
-              f"recovery after CQL answered: {[round(s, 2) for s in report['recovery_s']]} s")
+        print(
+            f"\nsingle node, 3 x kill -9: {tally.requests} requests {dict(tally.statuses)}, "
+            f"{len(tally.acknowledged)} acknowledged, {len(lost)} lost, "
+            f"recovery after CQL answered: {[round(s, 2) for s in report['recovery_s']]} s"
+        )
         assert set(tally.statuses) <= {200, 503}, tally.statuses
         assert tally.statuses[503] > 0, "the node was down, yet no request was refused"
         assert 0 == tally.without_retry_after
@@ -110,8 +113,10 @@ class TestKillDuringIngest:
         with driver_session(node.addresses, "ONE") as session:
             found = stored(session, keyspace, ReadingSource().devices)
             session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
-        print(f"\nkill -9 after schema apply: {dict(tally.statuses)}, {len(tally.acknowledged)} acknowledged, "
-              f"{len(tally.acknowledged - found)} lost")
+        print(
+            f"\nkill -9 after schema apply: {dict(tally.statuses)}, {len(tally.acknowledged)} acknowledged, "
+            f"{len(tally.acknowledged - found)} lost"
+        )
         assert len(tally.acknowledged) > 0
         assert set() == tally.acknowledged - found
 

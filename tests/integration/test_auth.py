@@ -89,20 +89,26 @@ async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeou
 
 
 class TestScopesOnRoutes:
-    async def test_each_scope_on_each_route(self, settings: Settings,
-                                            start_instance: Callable[[], Awaitable[Any]]) -> None:
+    async def test_each_scope_on_each_route(
+        self, settings: Settings, start_instance: Callable[[], Awaitable[Any]]
+    ) -> None:
         """A token with the route's scope, or admin, gets 200; any other scope gets 403."""
         tokens = {scope: await add_token(settings, f"only-{scope}", scope) for scope in SCOPES}
         client = await start_instance()
         assert 200 == await status_of(client, "POST", "/readings", bearer(tokens[INGEST]))  # so /latest has one
-        expected = {(scope, path): 200 if grants({scope}, needed) else 403
-                    for scope in SCOPES for _, path, needed in ROUTES}
-        actual = {(scope, path): await status_of(client, method, path, bearer(tokens[scope]))
-                  for scope in SCOPES for method, path, _ in ROUTES}
+        expected = {
+            (scope, path): 200 if grants({scope}, needed) else 403 for scope in SCOPES for _, path, needed in ROUTES
+        }
+        actual = {
+            (scope, path): await status_of(client, method, path, bearer(tokens[scope]))
+            for scope in SCOPES
+            for method, path, _ in ROUTES
+        }
         assert expected == actual
 
-    async def test_missing_and_garbage_tokens(self, settings: Settings,
-                                              start_instance: Callable[[], Awaitable[Any]]) -> None:
+    async def test_missing_and_garbage_tokens(
+        self, settings: Settings, start_instance: Callable[[], Awaitable[Any]]
+    ) -> None:
         """Every route refuses a missing or unknown token with 401, a Bearer challenge and problem+json;
         /health and /ready need none."""
         await add_token(settings, "admin", ADMIN)
@@ -122,8 +128,9 @@ class TestScopesOnRoutes:
 
 
 class TestAccessLogNamesTheToken:
-    async def test_name_not_token(self, settings: Settings, start_instance: Callable[[], Awaitable[Any]],
-                                  caplog: pytest.LogCaptureFixture) -> None:
+    async def test_name_not_token(
+        self, settings: Settings, start_instance: Callable[[], Awaitable[Any]], caplog: pytest.LogCaptureFixture
+    ) -> None:
         """The access-log line of an authenticated request names its token; the token itself never appears."""
         token = await add_token(settings, "dashboard-7", QUERY)
         client = await start_instance()
@@ -134,7 +141,8 @@ class TestAccessLogNamesTheToken:
         lines = [r.getMessage() for r in caplog.records if r.name == "readings_service.access"]
         assert 3 == len(lines)
         assert ["token=dashboard-7", "token=dashboard-7"] == [
-            part for line in lines[:2] for part in line.split() if part.startswith("token=")]
+            part for line in lines[:2] for part in line.split() if part.startswith("token=")
+        ]
         assert "token=" not in lines[2]
         assert all(token not in line for line in lines)
 
@@ -160,8 +168,11 @@ class TestTwoInstances:
 
         assert 204 == (await first.delete("/tokens/reader", headers=bearer(admin))).status
         assert 401 == await status_on(first)
-        waited = await eventually(lambda: _is(status_on(second), 401), "the revocation to reach the second "
-                                  "instance", settings.auth.refresh_interval_s + 8)
+        waited = await eventually(
+            lambda: _is(status_on(second), 401),
+            "the revocation to reach the second instance",
+            settings.auth.refresh_interval_s + 8,
+        )
         assert waited < settings.auth.refresh_interval_s + 8
 
 
@@ -170,10 +181,19 @@ async def _is(status: Awaitable[int], expected: int) -> bool:
 
 
 def run_cli(*args: str, keyspace: str = KEYSPACE) -> subprocess.CompletedProcess[str]:
-    environment = env_without_readings() | {"READINGS_CASSANDRA_KEYSPACE": keyspace,
-                                            "READINGS_CONFIG": str(ROOT / "config.toml")}
-    return subprocess.run([sys.executable, "-m", "readings_service", *args], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=120, check=False)
+    environment = env_without_readings() | {
+        "READINGS_CASSANDRA_KEYSPACE": keyspace,
+        "READINGS_CONFIG": str(ROOT / "config.toml"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "readings_service", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 class TestTokenCommand:
@@ -227,12 +247,14 @@ class TestTokenCommand:
         client = await start_instance()
         created = await asyncio.to_thread(run_cli, "token", "create", "--scope", "metrics", "--name", "scraper")
         token = created.stdout.strip()
-        await eventually(lambda: _is(status_of(client, "GET", "/metrics", bearer(token)), 200),
-                         "the new token to work", 10)
+        await eventually(
+            lambda: _is(status_of(client, "GET", "/metrics", bearer(token)), 200), "the new token to work", 10
+        )
         revoked = await asyncio.to_thread(run_cli, "token", "revoke", "scraper")
         assert 0 == revoked.returncode, revoked.stderr
-        await eventually(lambda: _is(status_of(client, "GET", "/metrics", bearer(token)), 401),
-                         "the revocation to hold", 10)
+        await eventually(
+            lambda: _is(status_of(client, "GET", "/metrics", bearer(token)), 401), "the revocation to hold", 10
+        )
 
     def test_keyspace_without_the_table(self, cassandra_session: Any) -> None:
         """A keyspace applied before tokens existed is named, with the fix."""

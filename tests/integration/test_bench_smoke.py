@@ -16,7 +16,11 @@ class TestBenchSmoke:
         env = env_without_readings() | {"TMPDIR": str(tmp_path)}
         result = subprocess.run(
             [sys.executable, "scripts/bench.py", "--smoke", "--keyspace", "bench_smoke"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert 0 == result.returncode, result.stderr[-3000:]
         report = (tmp_path / "BENCHMARKS.smoke.md").read_text()

@@ -19,7 +19,12 @@ from tests.conftest import ROOT, env_without_readings, settings_for
 def cassandra_script(action: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "cassandra"), action, "--timeout", "0.5", *args],
-        cwd=ROOT, env=env_without_readings() | (env or {}), capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env_without_readings() | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -68,10 +73,15 @@ class TestAnswers:
         cassandra = settings_for().cassandra
         port = str(cassandra.port)
         points = f"127.0.0.99,{cassandra.contact_points[0]}"
-        assert 0 == answers(env={"READINGS_CASSANDRA_CONTACT_POINTS": points,
-                                 "READINGS_CASSANDRA_PORT": port}).returncode
-        assert 1 == answers(env={"READINGS_CASSANDRA_CONTACT_POINTS": "127.0.0.99",
-                                 "READINGS_CASSANDRA_PORT": port}).returncode
+        assert (
+            0 == answers(env={"READINGS_CASSANDRA_CONTACT_POINTS": points, "READINGS_CASSANDRA_PORT": port}).returncode
+        )
+        assert (
+            1
+            == answers(
+                env={"READINGS_CASSANDRA_CONTACT_POINTS": "127.0.0.99", "READINGS_CASSANDRA_PORT": port}
+            ).returncode
+        )
 
     @pytest.mark.parametrize(("address", "port"), [("127.0.0.1", "1"), ("127.0.0.99", "9042")])
     def test_nothing_listening_does_not_answer(self, address: str, port: str) -> None:

@@ -18,9 +18,7 @@ CLI_KEYSPACE = run_keyspace("readings_test_cli")
 
 
 def tables_of(session: Any, keyspace: str) -> set[str]:
-    rows = session.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
-    )
+    rows = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))
     return {row[0] for row in rows}
 
 
@@ -28,7 +26,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     environment = env_without_readings() | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "readings_service", *args],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -59,7 +61,8 @@ class TestSchemaApply:
         fresh_keyspace(cassandra_session, settings_for(KEYSPACE))
         rows = cassandra_session.execute(
             "SELECT column_name, kind, position, clustering_order FROM system_schema.columns "
-            "WHERE keyspace_name = %s AND table_name = 'readings'", (KEYSPACE,)
+            "WHERE keyspace_name = %s AND table_name = 'readings'",
+            (KEYSPACE,),
         )
         keys = sorted((r[1], r[2], r[0], r[3]) for r in rows if r[1] != "regular")
         assert [
@@ -91,7 +94,8 @@ class TestBucketGuard:
         if keyspace_exists:
             cassandra_session.execute(
                 f"CREATE KEYSPACE {EMPTY_KEYSPACE} WITH replication = "
-                "{'class': 'SimpleStrategy', 'replication_factor': 1}", timeout=120
+                "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+                timeout=120,
             )
         with pytest.raises(LayoutMismatch, match=f"keyspace {EMPTY_KEYSPACE} has no schema yet"):
             check_layout(cassandra_session, EMPTY_KEYSPACE, 16)

@@ -37,11 +37,19 @@ TOKEN_NAME = "fuzz-admin"
 # Every check that holds for this API. Left out: positive_data_acceptance, as a range that satisfies the schema can
 # still be refused (start after end, longer than max_range_days, a reading too far in the future), and the
 # stateful use_after_free / ensure_resource_availability, which need links the document does not declare.
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
-    "response_schema_conformance", "negative_data_rejection", "missing_required_header", "unsupported_method",
-    "ignored_auth",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "unsupported_method",
+        "ignored_auth",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +57,26 @@ def live(cassandra_session: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     """A `serve` process on its own keyspace with authentication on, and an admin token for it."""
     fresh_keyspace(cassandra_session, settings_for(KEYSPACE))
     contact = ",".join(settings_for().cassandra.contact_points)
-    service = Service(tmp_path_factory.mktemp("fuzz"), cassandra_keyspace=KEYSPACE,
-                      cassandra_contact_points=contact, auth_required="true", http_shutdown_timeout_s="2",
-                      http_cors_origins="https://dashboard.example.com")
+    service = Service(
+        tmp_path_factory.mktemp("fuzz"),
+        cassandra_keyspace=KEYSPACE,
+        cassandra_contact_points=contact,
+        auth_required="true",
+        http_shutdown_timeout_s="2",
+        http_cors_origins="https://dashboard.example.com",
+    )
     token = service.cli("token", "create", "--scope", "admin", "--name", TOKEN_NAME).strip()
     with service:
         # Readings of the documented example device, so its operations also answer 200 with data.
-        body = b"".join(orjson.dumps(EXAMPLE_READING | {"ts": 1_767_322_800_000 + i * 60_000}) + b"\n"
-                        for i in range(50))
-        request = urllib.request.Request(f"{service.url}/readings", data=body, method="POST", headers={
-            "Content-Type": "application/x-ndjson", "Authorization": f"Bearer {token}"})
+        body = b"".join(
+            orjson.dumps(EXAMPLE_READING | {"ts": 1_767_322_800_000 + i * 60_000}) + b"\n" for i in range(50)
+        )
+        request = urllib.request.Request(
+            f"{service.url}/readings",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {token}"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert 200 == response.status
         yield service, token
@@ -69,14 +87,34 @@ def test_fuzz_conforms(live: tuple[Service, str], tmp_path: Path) -> None:
     service, token = live
     report = tmp_path / "events.ndjson"
     command = [
-        str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG),
-        "run", f"{service.url}/openapi.json",
-        "--checks", CHECKS, "--header", f"Authorization: Bearer {token}", "--max-examples", str(EXAMPLES),
-        "--seed", str(SEED), "--workers", "2", "--no-color",
-        "--report", "ndjson", "--report-ndjson-path", str(report), "--request-timeout", "10",
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{service.url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "2",
+        "--no-color",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+        "--request-timeout",
+        "10",
     ]
-    env = os.environ | {"SCHEMATHESIS_HOOKS": "tests.integration.fuzz_hooks", "PYTHONPATH": str(ROOT),
-                        "READINGS_FUZZ_KEEP_TOKEN": TOKEN_NAME}
+    env = os.environ | {
+        "SCHEMATHESIS_HOOKS": "tests.integration.fuzz_hooks",
+        "PYTHONPATH": str(ROOT),
+        "READINGS_FUZZ_KEEP_TOKEN": TOKEN_NAME,
+    }
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     elapsed = time.monotonic() - started
@@ -88,10 +126,13 @@ def test_fuzz_conforms(live: tuple[Service, str], tmp_path: Path) -> None:
     assert "Traceback" not in service.log()
 
 
-@pytest.mark.parametrize(("raw", "status"), [
-    (b"GET /readings?start=" + b"1" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    (b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}", 415),
-])
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /readings?start=" + b"1" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}", 415),
+    ],
+)
 def test_serve_answers_parser_errors_as_problems(live: tuple[Service, str], raw: bytes, status: int) -> None:
     """The serve command runs the server whose parser errors are problem+json (test_http_protocol has the rest)."""
     service, _ = live

@@ -37,8 +37,9 @@ class Served:
 async def served(store: Any, shared_keyspace: Settings) -> AsyncIterator[Served]:
     """The app on a real port through the runner `serve` uses, CORS on for ORIGIN."""
     http = dataclasses.replace(shared_keyspace.http, cors_origins=(ORIGIN,))
-    runner = ProblemAppRunner(create_app(dataclasses.replace(shared_keyspace, http=http), opener_of(store)),
-                              access_log=None)
+    runner = ProblemAppRunner(
+        create_app(dataclasses.replace(shared_keyspace, http=http), opener_of(store)), access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -94,12 +95,15 @@ class TestParserErrors:
         status, headers, body = await exchange(served.port, raw)
         assert (431, 431) == (status, problem_of(headers, body)["status"])
 
-    @pytest.mark.parametrize("raw", [
-        b"\x00\x01 nonsense\r\n\r\n",
-        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
-        b"GET /readings?start=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcde",
-    ])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"\x00\x01 nonsense\r\n\r\n",
+            b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+            b"GET /readings?start=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcde",
+        ],
+    )
     async def test_malformed_request_is_400(self, served: Served, raw: bytes) -> None:
         status, headers, body = await exchange(served.port, raw)
         assert (400, 400) == (status, problem_of(headers, body)["status"])
@@ -110,8 +114,10 @@ class TestContentEncoding:
     async def test_unsupported_is_415(self, served: Served, encoding: str) -> None:
         """Refused before the body is read, naming the encoding and listing those supported, also in
         Accept-Encoding."""
-        raw = (f"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: "
-               f"{encoding}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc").encode()
+        raw = (
+            f"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: "
+            f"{encoding}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+        ).encode()
         status, headers, body = await exchange(served.port, raw)
         problem = problem_of(headers, body)
         assert (415, 415) == (status, problem["status"])
@@ -121,21 +127,30 @@ class TestContentEncoding:
 
     async def test_bad_gzip_is_400_without_traceback(self, served: Served, caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.INFO)
-        async with aiohttp.ClientSession() as http, http.post(
-            served.url + "/readings", data=b"\x1f\x8b\x08\x00 not gzip at all" * 10,
-            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                served.url + "/readings",
+                data=b"\x1f\x8b\x08\x00 not gzip at all" * 10,
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            ) as response,
+        ):
             assert 400 == response.status
             assert 400 == (await response.json(content_type=PROBLEM_JSON))["status"]
         assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
-    @pytest.mark.parametrize(("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress),
-                                                        ("identity", bytes)])
+    @pytest.mark.parametrize(
+        ("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress), ("identity", bytes)]
+    )
     async def test_supported_are_decoded(self, served: Served, encoding: str, compress: Any) -> None:
-        async with aiohttp.ClientSession() as http, http.post(
-            served.url + "/readings", data=compress(orjson.dumps(READING)),
-            headers={"Content-Type": "application/json", "Content-Encoding": encoding},
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                served.url + "/readings",
+                data=compress(orjson.dumps(READING)),
+                headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+            ) as response,
+        ):
             assert (200, {"accepted": 1}) == (response.status, await response.json())
 
 
@@ -156,10 +171,12 @@ class TestRouting:
 class TestCors:
     async def test_preflight_from_an_allowed_origin(self, served: Served) -> None:
         """204 with the methods of the path and the headers a client sends; nothing is run."""
-        headers = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-                   "Access-Control-Request-Headers": "authorization, content-type, content-encoding"}
-        async with aiohttp.ClientSession() as http, http.options(served.url + "/readings",
-                                                                  headers=headers) as response:
+        headers = {
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, content-encoding",
+        }
+        async with aiohttp.ClientSession() as http, http.options(served.url + "/readings", headers=headers) as response:
             assert 204 == response.status
             assert ORIGIN == response.headers["Access-Control-Allow-Origin"]
             assert "GET, HEAD, POST" == response.headers["Access-Control-Allow-Methods"]
@@ -170,8 +187,7 @@ class TestCors:
     async def test_preflight_from_another_origin(self, served: Served) -> None:
         """No CORS header at all: OPTIONS is no method of the path, so 405 with Allow."""
         headers = {"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"}
-        async with aiohttp.ClientSession() as http, http.options(served.url + "/readings",
-                                                                  headers=headers) as response:
+        async with aiohttp.ClientSession() as http, http.options(served.url + "/readings", headers=headers) as response:
             assert 405 == response.status
             assert not [name for name in response.headers if name.lower().startswith("access-control-")]
 
@@ -185,8 +201,10 @@ class TestCors:
             assert "Origin" in response.headers["Vary"]
 
     async def test_responses_to_another_origin(self, served: Served) -> None:
-        async with aiohttp.ClientSession() as http, http.get(served.url + "/health",
-                                                              headers={"Origin": "https://evil.example.com"}) as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(served.url + "/health", headers={"Origin": "https://evil.example.com"}) as r,
+        ):
             assert 200 == r.status
             assert not [name for name in r.headers if name.lower().startswith("access-control-")]
             assert "Origin" in r.headers["Vary"]
@@ -195,8 +213,7 @@ class TestCors:
         """With no origin configured, nothing CORS: no header, no Vary, OPTIONS is a 405."""
         assert () == shared_keyspace.http.cors_origins
         client = await aiohttp_client(create_app(shared_keyspace, opener_of(store)))
-        response = await client.options("/readings", headers={"Origin": ORIGIN,
-                                                              "Access-Control-Request-Method": "GET"})
+        response = await client.options("/readings", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"})
         assert 405 == response.status
         assert "Access-Control-Allow-Origin" not in response.headers
         assert "Vary" not in (await client.get("/health", headers={"Origin": ORIGIN})).headers

@@ -82,7 +82,8 @@ class TestAccepted:
         items = [reading(ts=1_795_168_800_000 + i) for i in range(3)]
         raw = orjson.dumps(items) if content_type == "application/json" else b"\n".join(map(orjson.dumps, items))
         response = await client.post(
-            "/readings", data=gzip.compress(raw),
+            "/readings",
+            data=gzip.compress(raw),
             headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
         )
         assert {"accepted": 3} == await response.json()
@@ -113,7 +114,8 @@ class TestAccepted:
         devices = [uuid.UUID(int=(i * 7919) << 64 | 0x4000_0000_0000 | i) for i in range(50)]
         body = [
             reading(d, ts=1_700_000_000_000 + 3_600_000 * h, temperature=float(i), pressure=float(h))
-            for i, d in enumerate(devices) for h in range(40)
+            for i, d in enumerate(devices)
+            for h in range(40)
         ]
         response = await client.post("/readings", json=body)
         assert {"accepted": 2000} == await response.json()
@@ -131,8 +133,12 @@ class TestLatest:
         await client.post("/readings", json=reading(ts="2026-11-19T10:00:00Z", temperature=1.0))
         response = await client.get(f"/devices/{DEVICE_A}/latest")
         assert 200 == response.status
-        expected = {"device_id": str(DEVICE_A), "ts": "2026-11-20T10:00:00.000Z",
-                    "temperature": 2.0, "pressure": 1013.25}
+        expected = {
+            "device_id": str(DEVICE_A),
+            "ts": "2026-11-20T10:00:00.000Z",
+            "temperature": 2.0,
+            "pressure": 1013.25,
+        }
         assert expected == await response.json()
 
     async def test_unknown_device_has_no_latest(self, store: Any) -> None:
@@ -148,9 +154,7 @@ class TestRejected:
         assert 422 == response.status
         assert "application/problem+json" == response.content_type
         problem = await response.json()
-        assert [{"index": 1, "field": "temperature", "reason": problem["problems"][0]["reason"]}] == problem[
-            "problems"
-        ]
+        assert [{"index": 1, "field": "temperature", "reason": problem["problems"][0]["reason"]}] == problem["problems"]
         assert "nothing was written" in problem["detail"]
         assert [] == stored(cassandra_session, keyspace)
         assert [] == by_device(cassandra_session, keyspace)

@@ -25,14 +25,23 @@ from tests.conftest import ROOT, env_without_readings, run_keyspace, settings_fo
 KEYSPACE = run_keyspace("readings_test_install")
 # Everything the build must not see: local environments, caches and earlier build output.
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".state",
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+    ".state",
     ".bench-state",
 )
 
 
 def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
     assert 0 == done.returncode, f"{' '.join(map(str, command))}:\n{done.stdout}{done.stderr}"
     return done.stdout
 
@@ -42,8 +51,19 @@ def build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_SOURCE)
     # Build isolation fetches the build backend pyproject.toml asks for (from pip's cache after the first run).
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--quiet",
-        "--wheel-dir", tmp_path / "dist", source, cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--wheel-dir",
+        tmp_path / "dist",
+        source,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("readings_service-*.whl")
     return wheel
 
@@ -92,8 +112,16 @@ class TestInstalledWheel:
 
         venv = tmp_path / "venv"
         run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
-        run(venv / "bin" / "python", "-m", "pip", "install", "--disable-pip-version-check", "--quiet", wheel,
-            cwd=tmp_path)
+        run(
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            wheel,
+            cwd=tmp_path,
+        )
 
         work = tmp_path / "work"  # empty: no config.toml to find
         work.mkdir()
@@ -103,8 +131,13 @@ class TestInstalledWheel:
             "READINGS_CASSANDRA_CONTACT_POINTS": ",".join(settings_for().cassandra.contact_points),
             "READINGS_HTTP_PORT": str(port),
         }
-        where = run(venv / "bin" / "python", "-c", "import readings_service; print(readings_service.__file__)",
-                    cwd=work, env=env)
+        where = run(
+            venv / "bin" / "python",
+            "-c",
+            "import readings_service; print(readings_service.__file__)",
+            cwd=work,
+            env=env,
+        )
         assert Path(where.strip()).is_relative_to(venv)
 
         command = str(venv / "bin" / "readings-service")

@@ -23,8 +23,10 @@ def sample(name: str, **labels: str) -> float:
 
 def readings(count: int) -> bytes:
     return b"".join(
-        orjson.dumps({"device_id": str(DEVICE), "ts": 1_795_132_800_000 + i * 1000, "temperature": 20.0,
-                      "pressure": 1000.0}, option=orjson.OPT_APPEND_NEWLINE)
+        orjson.dumps(
+            {"device_id": str(DEVICE), "ts": 1_795_132_800_000 + i * 1000, "temperature": 20.0, "pressure": 1000.0},
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
         for i in range(count)
     )
 
@@ -42,31 +44,36 @@ class TestMetrics:
             "scans": sample("readings_cassandra_requests_total", kind="scan"),
             "bad": sample("readings_http_requests_total", route="/readings", method="GET", status="400"),
             "unmatched": sample("readings_http_requests_total", route="unmatched", method="GET", status="404"),
-            "partition": sum(sample("readings_partition_rows_written_total", day="older", bucket=str(b))
-                             for b in range(16)),
+            "partition": sum(
+                sample("readings_partition_rows_written_total", day="older", bucket=str(b)) for b in range(16)
+            ),
         }
         response = await client.post("/readings", data=readings(30), headers={"Content-Type": "application/x-ndjson"})
         assert 200 == response.status
         bad = b'{"device_id": "nope", "ts": 1, "temperature": 1, "pressure": 1}\n' + readings(2)
-        partial = await client.post("/readings?partial=true", data=bad,
-                                    headers={"Content-Type": "application/x-ndjson"})
+        partial = await client.post(
+            "/readings?partial=true", data=bad, headers={"Content-Type": "application/x-ndjson"}
+        )
         assert 207 == partial.status
         stream = await client.get("/readings", params=DAY)
         body = await stream.read()
         assert 400 == (await client.get("/readings")).status
         assert 404 == (await client.get("/nowhere")).status
-        assert before["posts"] + 1 == sample("readings_http_requests_total", route="/readings", method="POST",
-                                             status="200")
+        assert before["posts"] + 1 == sample(
+            "readings_http_requests_total", route="/readings", method="POST", status="200"
+        )
         assert before["accepted"] + 32 == sample("readings_ingested_total", outcome="accepted")
         assert before["rejected"] + 1 == sample("readings_ingested_total", outcome="rejected")
         assert before["rows"] + 30 == sample("readings_streamed_rows_total")
         assert before["bytes"] + len(body) == sample("readings_streamed_bytes_total")
         assert sample("readings_cassandra_requests_total", kind="write") > before["writes"]
         assert sample("readings_cassandra_requests_total", kind="scan") >= before["scans"] + 16
-        assert before["bad"] + 1 == sample("readings_http_requests_total", route="/readings", method="GET",
-                                           status="400")
-        assert before["unmatched"] + 1 == sample("readings_http_requests_total", route="unmatched", method="GET",
-                                                 status="404")
+        assert before["bad"] + 1 == sample(
+            "readings_http_requests_total", route="/readings", method="GET", status="400"
+        )
+        assert before["unmatched"] + 1 == sample(
+            "readings_http_requests_total", route="unmatched", method="GET", status="404"
+        )
         partition = sum(sample("readings_partition_rows_written_total", day="older", bucket=str(b)) for b in range(16))
         assert before["partition"] + 32 == partition
         active = (await (await client.get("/health")).json())["query_path"]

@@ -52,8 +52,7 @@ def ops_store(cassandra_session: Any, ops_settings: Settings) -> CassandraStore:
     """A store on the emptied ops keyspace."""
     for table in TABLES:
         cassandra_session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=120)
-    return CassandraStore(cassandra_session, ops_settings.cassandra, ops_settings.ingest,
-                          ops_settings.storage.buckets)
+    return CassandraStore(cassandra_session, ops_settings.cassandra, ops_settings.ingest, ops_settings.storage.buckets)
 
 
 def fixture_readings(path: Path = FIXTURE) -> list[Reading]:
@@ -69,8 +68,11 @@ def expected_rows(readings: Sequence[Reading]) -> dict[Key, tuple[float, float]]
 
 
 def stored_rows(session: Any) -> dict[Key, tuple[float, float]]:
-    rows = list(session.execute(
-        f"SELECT device_id, toUnixTimestamp(ts), temperature, pressure FROM {KEYSPACE}.readings", timeout=60))
+    rows = list(
+        session.execute(
+            f"SELECT device_id, toUnixTimestamp(ts), temperature, pressure FROM {KEYSPACE}.readings", timeout=60
+        )
+    )
     by_device = list(session.execute(f"SELECT device_id, ts FROM {KEYSPACE}.readings_by_device", timeout=60))
     assert len(rows) == len(by_device)
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
@@ -81,17 +83,33 @@ def options(tmp_path: Path, **changes: Any) -> LoadOptions:
 
 
 def run_cli(*args: str, cwd: Path = ROOT, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    environment = env_without_readings() | {"READINGS_CASSANDRA_KEYSPACE": KEYSPACE,
-                                            "READINGS_CONFIG": str(ROOT / "config.toml")}
-    return subprocess.run([sys.executable, "-m", "readings_service", *args], cwd=cwd, env=environment,
-                          capture_output=True, timeout=120, check=False, **kwargs)
+    environment = env_without_readings() | {
+        "READINGS_CASSANDRA_KEYSPACE": KEYSPACE,
+        "READINGS_CONFIG": str(ROOT / "config.toml"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "readings_service", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
 
 
-async def verify_counts(paths: Sequence[Path], store: CassandraStore, settings: Settings,
-                        **changes: Any) -> tuple[VerifyCounts, list[Mismatch]]:
+async def verify_counts(
+    paths: Sequence[Path], store: CassandraStore, settings: Settings, **changes: Any
+) -> tuple[VerifyCounts, list[Mismatch]]:
     mismatches: list[Mismatch] = []
-    counts = await verify([str(p) for p in paths], store, buckets=settings.storage.buckets,
-                          on_mismatch=mismatches.append, on_invalid=lambda _: None, **changes)
+    counts = await verify(
+        [str(p) for p in paths],
+        store,
+        buckets=settings.storage.buckets,
+        on_mismatch=mismatches.append,
+        on_invalid=lambda _: None,
+        **changes,
+    )
     return counts, mismatches
 
 
@@ -113,13 +131,30 @@ class RecordingSink:
 
 
 class TestRoundTrip:
-    def test_generate_load_verify_with_the_cli(self, ops_store: CassandraStore, cassandra_session: Any,
-                                               tmp_path: Path) -> None:
+    def test_generate_load_verify_with_the_cli(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """What `generate` writes, `load` stores and `verify` finds, value for value."""
         path = tmp_path / "generated.ndjson"
-        generated = run_cli("generate", "--devices", "20", "--start", "2026-02-01T22:00:00Z", "--end",
-                            "2026-02-02T10:00:00Z", "--interval", "10m", "--seed", "5", "--jitter", "20s",
-                            "--shared-timestamps", "0.3", "-o", str(path))
+        generated = run_cli(
+            "generate",
+            "--devices",
+            "20",
+            "--start",
+            "2026-02-01T22:00:00Z",
+            "--end",
+            "2026-02-02T10:00:00Z",
+            "--interval",
+            "10m",
+            "--seed",
+            "5",
+            "--jitter",
+            "20s",
+            "--shared-timestamps",
+            "0.3",
+            "-o",
+            str(path),
+        )
         assert 0 == generated.returncode, generated.stderr
         loaded = run_cli("load", str(path))
         assert 0 == loaded.returncode, loaded.stderr
@@ -130,18 +165,22 @@ class TestRoundTrip:
         assert b"1,440 match, 0 missing, 0 differ" in verified.stdout
         assert expected_rows(fixture_readings(path)) == stored_rows(cassandra_session)
 
-    async def test_verify_reports_missing_and_differing(self, ops_store: CassandraStore, ops_settings: Settings,
-                                                        cassandra_session: Any, tmp_path: Path) -> None:
+    async def test_verify_reports_missing_and_differing(
+        self, ops_store: CassandraStore, ops_settings: Settings, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """A deleted and a changed reading are named with their fixture line; the exit status says so."""
         readings = fixture_readings()
         await ops_store.write(readings)
         gone, changed = readings[100], readings[2000]
         cassandra_session.execute(
             f"DELETE FROM {KEYSPACE}.readings WHERE day = %s AND bucket = %s AND ts = %s AND device_id = %s",
-            (*_partition(gone, ops_settings), gone.ts_ms, gone.device_id))
+            (*_partition(gone, ops_settings), gone.ts_ms, gone.device_id),
+        )
         cassandra_session.execute(
             f"UPDATE {KEYSPACE}.readings SET temperature = 99.5 WHERE day = %s AND bucket = %s AND ts = %s "
-            "AND device_id = %s", (*_partition(changed, ops_settings), changed.ts_ms, changed.device_id))
+            "AND device_id = %s",
+            (*_partition(changed, ops_settings), changed.ts_ms, changed.device_id),
+        )
         report = tmp_path / "mismatches.ndjson"
         result = run_cli("verify", str(FIXTURE), "--mismatches", str(report))
         assert 1 == result.returncode
@@ -151,15 +190,17 @@ class TestRoundTrip:
         lines = [orjson.loads(line) for line in report.read_bytes().splitlines()]
         assert {("missing", 101), ("differs", 2001)} == {(m["kind"], m["line"]) for m in lines}
         assert {"temperature": 99.5, "pressure": changed.pressure} == next(m for m in lines if m["line"] == 2001)[
-            "stored"]
+            "stored"
+        ]
 
         # The same comparison in windows far smaller than a day finds the same, and only that.
         counts, mismatches = await verify_counts([FIXTURE], ops_store, ops_settings, window_rows=50)
         assert (2880, 2878, 1, 1) == (counts.readings, counts.matched, counts.missing, counts.differing)
         assert {101, 2001} == {m.line for m in mismatches}
 
-    async def test_other_stored_readings_are_no_mismatch(self, ops_store: CassandraStore, ops_settings: Settings,
-                                                         tmp_path: Path) -> None:
+    async def test_other_stored_readings_are_no_mismatch(
+        self, ops_store: CassandraStore, ops_settings: Settings, tmp_path: Path
+    ) -> None:
         """Verifying part of what is stored matches; the rest of the window is only counted."""
         await ops_store.write(fixture_readings())
         part = tmp_path / "part.ndjson"
@@ -168,8 +209,9 @@ class TestRoundTrip:
         assert (100, 100, True, []) == (counts.readings, counts.matched, counts.ok, mismatches)
         assert 0 < counts.other_stored
 
-    async def test_repeated_reading_later_one_wins(self, ops_store: CassandraStore, ops_settings: Settings,
-                                                   cassandra_session: Any, tmp_path: Path) -> None:
+    async def test_repeated_reading_later_one_wins(
+        self, ops_store: CassandraStore, ops_settings: Settings, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """A (device_id, ts) given twice is stored with the later values, also across batches in flight, and
         verify expects exactly that."""
         readings = fixture_readings()[:500]
@@ -189,8 +231,9 @@ def _partition(reading: Reading, settings: Settings) -> tuple[str, int]:
 
 
 class TestFixtureQueries:
-    async def test_expected_answers(self, ops_store: CassandraStore, ops_settings: Settings,
-                                    aiohttp_client: Callable[..., Any], tmp_path: Path) -> None:
+    async def test_expected_answers(
+        self, ops_store: CassandraStore, ops_settings: Settings, aiohttp_client: Callable[..., Any], tmp_path: Path
+    ) -> None:
         """After loading the committed fixture, the API answers the committed queries exactly."""
         result = await load([str(FIXTURE)], ops_store, options(tmp_path), SilentProgress())
         assert 2880 == result.counts.written
@@ -200,17 +243,24 @@ class TestFixtureQueries:
             response = await client.get(path)
             assert 200 == response.status, name
             answer = [orjson.loads(line) for line in (await response.read()).splitlines()]
-            expected = [orjson.loads(line) for line in (FIXTURES / "expected" / f"{name}.ndjson").read_bytes()
-                        .splitlines()]
+            expected = [
+                orjson.loads(line) for line in (FIXTURES / "expected" / f"{name}.ndjson").read_bytes().splitlines()
+            ]
             assert expected == answer, name
 
 
 class TestFormats:
     @pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
     @pytest.mark.parametrize("fmt", ["ndjson", "json", "csv"])
-    async def test_every_format_loads_and_verifies(self, ops_store: CassandraStore, ops_settings: Settings,
-                                                   cassandra_session: Any, tmp_path: Path, fmt: str,
-                                                   compressed: bool) -> None:
+    async def test_every_format_loads_and_verifies(
+        self,
+        ops_store: CassandraStore,
+        ops_settings: Settings,
+        cassandra_session: Any,
+        tmp_path: Path,
+        fmt: str,
+        compressed: bool,
+    ) -> None:
         """NDJSON, a JSON array and CSV, plain or gzip (told apart by content), store the same readings."""
         readings = fixture_readings()
         data = b"".join(encode(readings, fmt))
@@ -222,8 +272,9 @@ class TestFormats:
         counts, _ = await verify_counts([path], ops_store, ops_settings)
         assert (2880, 2880, True) == (counts.readings, counts.matched, counts.ok)
 
-    def test_stdin_gzip_and_several_files(self, ops_store: CassandraStore, cassandra_session: Any,
-                                          tmp_path: Path) -> None:
+    def test_stdin_gzip_and_several_files(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """`-` reads stdin (gzip detected there too), in order with other files of other formats."""
         readings = fixture_readings()
         csv_path = tmp_path / "second.csv"
@@ -237,21 +288,32 @@ class TestFormats:
 
 BAD_LINES = [
     (b"not json", "line is not valid JSON"),
-    (b'{"device_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ts": 1772323200000, "temperature": 1}',
-     "pressure: missing field"),
-    (b'{"device_id": "nope", "ts": 1772323200000, "temperature": 1, "pressure": 2}',
-     'device_id is not a hyphenated UUID: \\"nope\\"'),
-    (b'{"device_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ts": "2026-03-01T00:00:00", "temperature": 1, '
-     b'"pressure": 2}', "timestamp has no UTC offset"),
-    (b'{"device_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ts": 99999999999999, "temperature": 1, '
-     b'"pressure": 2}', "more than the allowed skew in the future"),
+    (
+        b'{"device_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ts": 1772323200000, "temperature": 1}',
+        "pressure: missing field",
+    ),
+    (
+        b'{"device_id": "nope", "ts": 1772323200000, "temperature": 1, "pressure": 2}',
+        'device_id is not a hyphenated UUID: \\"nope\\"',
+    ),
+    (
+        b'{"device_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ts": "2026-03-01T00:00:00", "temperature": 1, '
+        b'"pressure": 2}',
+        "timestamp has no UTC offset",
+    ),
+    (
+        b'{"device_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ts": 99999999999999, "temperature": 1, "pressure": 2}',
+        "more than the allowed skew in the future",
+    ),
 ]
 
 
 def with_bad_lines(tmp_path: Path, readings: list[Reading], every: int) -> tuple[Path, list[int]]:
     """The readings as NDJSON with a bad line after every `every` readings; returns the bad lines' numbers."""
-    lines = [orjson.dumps(item) for item in (orjson.loads(line) for line in b"".join(encode(readings, "ndjson"))
-                                             .splitlines())]
+    lines = [
+        orjson.dumps(item)
+        for item in (orjson.loads(line) for line in b"".join(encode(readings, "ndjson")).splitlines())
+    ]
     bad_numbers = []
     for n, (bad, _) in enumerate(BAD_LINES):
         position = (n + 1) * every + n
@@ -263,8 +325,9 @@ def with_bad_lines(tmp_path: Path, readings: list[Reading], every: int) -> tuple
 
 
 class TestRejects:
-    async def test_bad_lines_are_skipped_and_listed(self, ops_store: CassandraStore, cassandra_session: Any,
-                                                    tmp_path: Path) -> None:
+    async def test_bad_lines_are_skipped_and_listed(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """Without --strict every valid reading is stored and each bad line is listed with file, line, reason
         and the raw text."""
         readings = fixture_readings()[:600]
@@ -274,18 +337,19 @@ class TestRejects:
         assert tmp_path / "rejects.ndjson" == result.rejects_path
         rejects = [orjson.loads(line) for line in (tmp_path / "rejects.ndjson").read_bytes().splitlines()]
         assert [(str(path), n, bad.decode()) for n, (bad, _) in zip(bad_numbers, BAD_LINES, strict=True)] == [
-            (r["file"], r["line"], r["raw"]) for r in rejects]
+            (r["file"], r["line"], r["raw"]) for r in rejects
+        ]
         for reject, (_, reason) in zip(rejects, BAD_LINES, strict=True):
             assert reason.replace('\\"', '"') in reject["reason"]
         assert expected_rows(readings) == stored_rows(cassandra_session)
 
-    async def test_strict_stops_with_nothing_of_that_batch(self, ops_store: CassandraStore,
-                                                           cassandra_session: Any, tmp_path: Path) -> None:
+    async def test_strict_stops_with_nothing_of_that_batch(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """--strict stops at the first bad line; batches before it are stored, nothing of its own batch."""
         readings = fixture_readings()[:600]
         path, _ = with_bad_lines(tmp_path, readings, 250)  # the first bad line is line 251
-        result = await load([str(path)], ops_store, options(tmp_path, batch_rows=100, strict=True),
-                            SilentProgress())
+        result = await load([str(path)], ops_store, options(tmp_path, batch_rows=100, strict=True), SilentProgress())
         assert result.stopped_at is not None
         assert (str(path), 251) == (result.stopped_at.file, result.stopped_at.line)
         assert (200, 1) == (result.counts.written, result.rejected_in_all)
@@ -307,8 +371,9 @@ class TestRejects:
 
 
 class TestResume:
-    async def test_interrupted_load_loses_and_repeats_nothing(self, ops_store: CassandraStore,
-                                                              cassandra_session: Any, tmp_path: Path) -> None:
+    async def test_interrupted_load_loses_and_repeats_nothing(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """After a crash, a restart with the same checkpoint writes exactly the readings not acknowledged,
         and the rejects file holds each bad line once."""
         readings = fixture_readings()
@@ -316,15 +381,23 @@ class TestResume:
         checkpoint = tmp_path / "load.checkpoint"
         crashing = RecordingSink(ops_store, fail_after=6)
         with pytest.raises(StoreFailure, match="simulated crash"):
-            await load([str(path)], crashing, options(tmp_path, batch_rows=300, concurrency=1,
-                                                      checkpoint=checkpoint), SilentProgress())
+            await load(
+                [str(path)],
+                crashing,
+                options(tmp_path, batch_rows=300, concurrency=1, checkpoint=checkpoint),
+                SilentProgress(),
+            )
         saved = read_checkpoint(checkpoint)
         assert saved is not None
         assert (1800, 1804, 1804, 4) == (saved.written, saved.rows, saved.line, saved.rejected)
 
         resumed = RecordingSink(ops_store)
-        result = await load([str(path)], resumed, options(tmp_path, batch_rows=300, concurrency=4,
-                                                          checkpoint=checkpoint), SilentProgress())
+        result = await load(
+            [str(path)],
+            resumed,
+            options(tmp_path, batch_rows=300, concurrency=4, checkpoint=checkpoint),
+            SilentProgress(),
+        )
         assert result.resumed_from == saved
         assert 1080 == result.counts.written
         assert set(crashing.written).isdisjoint(resumed.written)
@@ -337,18 +410,36 @@ class TestResume:
         assert again.already_complete
         assert 0 == again.counts.written
 
-    def test_killed_load_resumes_from_its_checkpoint(self, ops_store: CassandraStore, cassandra_session: Any,
-                                                     tmp_path: Path) -> None:
+    def test_killed_load_resumes_from_its_checkpoint(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """A load killed with SIGKILL while reading stdin continues, on the same command, after the last
         acknowledged batch."""
         data = FIXTURE.read_bytes()
         lines = data.splitlines(keepends=True)
         checkpoint = tmp_path / "cp.json"
         environment = env_without_readings() | {"READINGS_CASSANDRA_KEYSPACE": KEYSPACE}
-        command = [sys.executable, "-m", "readings_service", "load", "-", "--checkpoint", str(checkpoint),
-                   "--batch-rows", "100", "--concurrency", "3"]
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [
+            sys.executable,
+            "-m",
+            "readings_service",
+            "load",
+            "-",
+            "--checkpoint",
+            str(checkpoint),
+            "--batch-rows",
+            "100",
+            "--concurrency",
+            "3",
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             assert process.stdin is not None
             process.stdin.write(b"".join(lines[:1000]))
@@ -361,31 +452,34 @@ class TestResume:
             process.stdin.close()
         assert 1000 == len(stored_rows(cassandra_session))
 
-        result = subprocess.run(command, cwd=ROOT, env=environment, input=data, capture_output=True, timeout=120,
-                                check=False)
+        result = subprocess.run(
+            command, cwd=ROOT, env=environment, input=data, capture_output=True, timeout=120, check=False
+        )
         assert 0 == result.returncode, result.stderr
         assert b"resumed after <stdin>:1000 (1000 rows)" in result.stdout
         assert b"read 2,880 rows (1,000 skipped), wrote 1,880" in result.stdout
         assert expected_rows(fixture_readings()) == stored_rows(cassandra_session)
 
-    async def test_skip_and_changed_inputs(self, ops_store: CassandraStore, cassandra_session: Any,
-                                           tmp_path: Path) -> None:
+    async def test_skip_and_changed_inputs(
+        self, ops_store: CassandraStore, cassandra_session: Any, tmp_path: Path
+    ) -> None:
         """--skip N passes over N rows; a checkpoint is refused for other inputs or for changed ones."""
         readings = fixture_readings()
         checkpoint = tmp_path / "cp"
-        result = await load([str(FIXTURE)], ops_store, options(tmp_path, skip=2500, checkpoint=checkpoint),
-                            SilentProgress())
+        result = await load(
+            [str(FIXTURE)], ops_store, options(tmp_path, skip=2500, checkpoint=checkpoint), SilentProgress()
+        )
         assert (2880, 2500, 380) == (result.counts.rows_read, result.counts.skipped, result.counts.written)
         assert expected_rows(readings[2500:]) == stored_rows(cassandra_session)
 
         with pytest.raises(LoadError, match="belongs to a load of"):
-            await load([str(FIXTURE), str(FIXTURE)], ops_store, options(tmp_path, checkpoint=checkpoint),
-                       SilentProgress())
+            await load(
+                [str(FIXTURE), str(FIXTURE)], ops_store, options(tmp_path, checkpoint=checkpoint), SilentProgress()
+            )
         shorter = tmp_path / "shorter.ndjson"
         shorter.write_bytes(b"".join(FIXTURE.read_bytes().splitlines(keepends=True)[:2000]))
         partial = tmp_path / "partial"
-        await load([str(shorter)], ops_store, options(tmp_path, checkpoint=partial, batch_rows=500),
-                   SilentProgress())
+        await load([str(shorter)], ops_store, options(tmp_path, checkpoint=partial, batch_rows=500), SilentProgress())
         shorter.write_bytes(b"\n".join(FIXTURE.read_bytes().splitlines()[:1000:2]))
         partial.write_bytes(partial.read_bytes().replace(b'"complete": true', b'"complete": false'))
         with pytest.raises(LoadError, match="the inputs differ from when the checkpoint was written"):
@@ -407,11 +501,28 @@ class TestProgressOutput:
     def test_bar_on_a_terminal(self, ops_store: CassandraStore, tmp_path: Path) -> None:
         """With stderr on a pseudo-terminal, a live bar shows rows/s and the ETA; no log lines."""
         controller, terminal = os.openpty()
-        environment = env_without_readings() | {"READINGS_CASSANDRA_KEYSPACE": KEYSPACE, "TERM": "xterm",
-                                                "COLUMNS": "100"}
+        environment = env_without_readings() | {
+            "READINGS_CASSANDRA_KEYSPACE": KEYSPACE,
+            "TERM": "xterm",
+            "COLUMNS": "100",
+        }
         process = subprocess.Popen(
-            [sys.executable, "-m", "readings_service", "load", str(FIXTURE), "--batch-rows", "100",
-             "--concurrency", "1"], cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=terminal)
+            [
+                sys.executable,
+                "-m",
+                "readings_service",
+                "load",
+                str(FIXTURE),
+                "--batch-rows",
+                "100",
+                "--concurrency",
+                "1",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+        )
         os.close(terminal)
         shown = read_terminal(controller, process)
         summary, _ = process.communicate(timeout=30)
@@ -457,9 +568,14 @@ def read_terminal(controller: int, process: subprocess.Popen[bytes], timeout_s: 
 
 
 class TestThroughTheService:
-    async def test_load_with_url_posts_to_the_service(self, ops_store: CassandraStore, ops_settings: Settings,
-                                                      cassandra_session: Any, aiohttp_server: Any,
-                                                      tmp_path: Path) -> None:
+    async def test_load_with_url_posts_to_the_service(
+        self,
+        ops_store: CassandraStore,
+        ops_settings: Settings,
+        cassandra_session: Any,
+        aiohttp_server: Any,
+        tmp_path: Path,
+    ) -> None:
         """With --url the same validated readings go through POST /readings of a running service."""
         server = await aiohttp_server(create_app(ops_settings, opener_of(ops_store)))
         async with open_http_sink(str(server.make_url("/")), 30.0) as sink:
@@ -469,6 +585,7 @@ class TestThroughTheService:
 
     async def test_service_refusal_stops_the_load(self, aiohttp_server: Any, tmp_path: Path) -> None:
         """An answer retrying cannot cure is reported with the service's detail."""
+
         async def refuse(request: web.Request) -> web.Response:
             return web.json_response({"detail": "no thanks"}, status=422)
 

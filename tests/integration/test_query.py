@@ -40,6 +40,7 @@ _example_counter = itertools.count()
 
 def java_uuid_cmp(a: uuid.UUID, b: uuid.UUID) -> int:
     """Cassandra's UUIDType order, written out independently of the service's key function."""
+
     def signed(x: int) -> int:
         return x - (1 << 64) if x >= 1 << 63 else x
 
@@ -77,9 +78,19 @@ def device_pool(seed: int) -> list[uuid.UUID]:
     rng = random.Random(seed)
     pool = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(6)]
     pool += [uuid.uuid1(node=rng.getrandbits(48), clock_seq=rng.getrandbits(14)) for _ in range(3)]
-    pool += [uuid.UUID(fields=(rng.getrandbits(32), rng.getrandbits(16), 0x1000 | rng.getrandbits(12),
-                               0x80 | rng.getrandbits(6), rng.getrandbits(8), rng.getrandbits(48)))
-             for _ in range(3)]
+    pool += [
+        uuid.UUID(
+            fields=(
+                rng.getrandbits(32),
+                rng.getrandbits(16),
+                0x1000 | rng.getrandbits(12),
+                0x80 | rng.getrandbits(6),
+                rng.getrandbits(8),
+                rng.getrandbits(48),
+            )
+        )
+        for _ in range(3)
+    ]
     pool += [uuid7(rng, 1_700_000_000_000 + i) for i in range(4)]
     pool += [uuid.UUID(int=rng.getrandbits(128), version=5), uuid.UUID(int=(1 << 127) | 1, version=4)]
     return pool
@@ -128,16 +139,24 @@ class TestClusteringOrder:
         )
         for device in devices:
             cassandra_session.execute(insert, (device,))
-        returned = [r[0] for r in cassandra_session.execute(
-            f"SELECT device_id FROM {keyspace}.readings WHERE day = '1999-01-01' AND bucket = 999")]
+        returned = [
+            r[0]
+            for r in cassandra_session.execute(
+                f"SELECT device_id FROM {keyspace}.readings WHERE day = '1999-01-01' AND bucket = 999"
+            )
+        ]
         assert sorted(set(devices), key=uuid_order_key) == returned
         assert sorted(set(devices), key=cmp_to_key(java_uuid_cmp)) == returned
 
 
 class TestRangeProperties:
     @settings(max_examples=25)
-    @given(data=datasets(), bounds=st.lists(st.tuples(st.integers(-DAY_MS, 5 * DAY_MS),
-                                                      st.integers(1, 5 * DAY_MS)), min_size=3, max_size=3))
+    @given(
+        data=datasets(),
+        bounds=st.lists(
+            st.tuples(st.integers(-DAY_MS, 5 * DAY_MS), st.integers(1, 5 * DAY_MS)), min_size=3, max_size=3
+        ),
+    )
     async def test_ranges_equal_reference(
         self, client: Any, store: Any, data: tuple[list[Reading], int, int], bounds: list[tuple[int, int]]
     ) -> None:
@@ -267,8 +286,9 @@ class TestStreaming:
         await seed_day(store, day, 2000)
         recording = recording_store(store)
         recording.gate = asyncio.Event()
-        settings_ = dataclasses.replace(shared_keyspace, query=dataclasses.replace(shared_keyspace.query,
-                                                                                chunk_bytes=512))
+        settings_ = dataclasses.replace(
+            shared_keyspace, query=dataclasses.replace(shared_keyspace.query, chunk_bytes=512)
+        )
         client = await aiohttp_client(create_app(settings_, opener_of(recording)))
         response = await client.get(f"/readings?start={day}&end={day + DAY_MS}")
         assert 200 == response.status
@@ -306,9 +326,7 @@ class TestStreaming:
         assert (8000, 16000) == (lines_2, lines_4)
         assert peak_4 < 1.3 * peak_2, (peak_2, peak_4)
 
-    async def test_disconnect_stops_the_queries(
-        self, aiohttp_client: Any, store: Any, shared_keyspace: Any
-    ) -> None:
+    async def test_disconnect_stops_the_queries(self, aiohttp_client: Any, store: Any, shared_keyspace: Any) -> None:
         """A client that goes away closes every partition scan and no more pages are read."""
         day = 1_400_000_000_000 // DAY_MS * DAY_MS
         await seed_day(store, day, 3000)
@@ -365,8 +383,9 @@ class TestStreaming:
 
 
 class TestPaging:
-    async def test_first_page_is_small_then_fetch_size(self, cassandra_session: Any, store: Any,
-                                                      shared_keyspace: Any) -> None:
+    async def test_first_page_is_small_then_fetch_size(
+        self, cassandra_session: Any, store: Any, shared_keyspace: Any
+    ) -> None:
         """A partition scan's first page holds FIRST_PAGE_ROWS rows, later pages the configured fetch size."""
         from readings_service.core.bucketing import bucket_of, day_of
         from readings_service.store.cassandra import FIRST_PAGE_ROWS, CassandraStore

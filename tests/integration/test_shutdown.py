@@ -21,16 +21,22 @@ TIMEOUT_S = 2.0
 
 def service(tmp_path: Path, keyspace: str, **settings: str) -> Service:
     contact = ",".join(settings_for().cassandra.contact_points)
-    return Service(tmp_path, cassandra_keyspace=keyspace, cassandra_contact_points=contact,
-                   http_shutdown_timeout_s=str(TIMEOUT_S), **settings)
+    return Service(
+        tmp_path,
+        cassandra_keyspace=keyspace,
+        cassandra_contact_points=contact,
+        http_shutdown_timeout_s=str(TIMEOUT_S),
+        **settings,
+    )
 
 
 async def seed(url: str, rows: int) -> None:
     source = ReadingSource()
     async with aiohttp.ClientSession() as http:
         for _ in range(rows // 5_000):
-            async with http.post(url + "/readings", data=ndjson(source.batch(5_000)),
-                                 headers={"Content-Type": "application/x-ndjson"}) as response:
+            async with http.post(
+                url + "/readings", data=ndjson(source.batch(5_000)), headers={"Content-Type": "application/x-ndjson"}
+            ) as response:
                 assert 200 == response.status
 
 
@@ -94,8 +100,10 @@ class TestShutdown:
         log = running.log()
         lines = body.rstrip(b"\n").split(b"\n")
         last = orjson.loads(lines[-1])
-        print(f"\nSIGTERM during a stream: exit {running.process.returncode} after {seconds:.2f} s "
-              f"(shutdown_timeout_s={TIMEOUT_S}), {len(lines) - 1} rows then {last}")
+        print(
+            f"\nSIGTERM during a stream: exit {running.process.returncode} after {seconds:.2f} s "
+            f"(shutdown_timeout_s={TIMEOUT_S}), {len(lines) - 1} rows then {last}"
+        )
         assert not complete
         assert {"error": {"status": 503, "detail": "the service is shutting down; the stream was cut"}} == last
         assert 0 == running.process.returncode
@@ -112,8 +120,13 @@ class TestShutdown:
         first.cli("schema", "apply")
         with first:
             second = service(tmp_path, keyspace, http_port=str(first.port))
-            done = subprocess.run([sys.executable, "-m", "readings_service", "serve"], env=second.env,
-                                  capture_output=True, text=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "readings_service", "serve"],
+                env=second.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         assert 1 == done.returncode
         errors = [line for line in done.stderr.splitlines() if line.startswith("readings-service:")]
         assert [f"readings-service: cannot listen on 127.0.0.1:{first.port}: the address is already in use"] == errors

@@ -21,7 +21,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     environment = env_without_readings() | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "readings_service", *args],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

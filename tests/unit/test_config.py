@@ -122,8 +122,11 @@ class TestRender:
         assert str(path) == origins["http.port"]
         assert "READINGS_STORAGE_BUCKETS" == origins["storage.buckets"]
         assert "default" == origins["cassandra.port"]
-        fields = {f"{name}.{f.name}" for name, section in get_type_hints(Settings).items()
-                  for f in dataclasses.fields(section)}
+        fields = {
+            f"{name}.{f.name}"
+            for name, section in get_type_hints(Settings).items()
+            for f in dataclasses.fields(section)
+        }
         assert fields == set(origins)
 
 
@@ -227,8 +230,9 @@ class TestCorsOrigins:
         env = {"READINGS_HTTP_CORS_ORIGINS": "https://a.example.com, http://[::1]:8000"}
         assert ("https://a.example.com", "http://[::1]:8000") == load_settings(None, env).http.cors_origins
 
-    @pytest.mark.parametrize("origin", ["*", "https://app.example.com/", "app.example.com", "https://a.com/path",
-                                        "ftp://a.com", ""])
+    @pytest.mark.parametrize(
+        "origin", ["*", "https://app.example.com/", "app.example.com", "https://a.com/path", "ftp://a.com", ""]
+    )
     def test_only_origins(self, tmp_path: Path, origin: str) -> None:
         """Exact origins only: no wildcard, no path, no trailing slash; the message names the bad entry."""
         path = tmp_path / "c.toml"

@@ -32,6 +32,7 @@ def normalised(name: str) -> str:
 def test_every_declared_dependency_is_imported() -> None:
     """A runtime dependency that no module of the package imports is dead weight (or a missing use)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {normalised(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0])
-                for requirement in project["dependencies"]}
+    declared = {
+        normalised(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]) for requirement in project["dependencies"]
+    }
     assert set() == declared - imported_distributions()

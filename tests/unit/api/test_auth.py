@@ -115,8 +115,9 @@ class TestTokenRoutes:
     async def test_create_use_list_revoke(self, client: Any, tokens: MemoryTokens) -> None:
         """An admin creates a token (shown once), it works at once, the list never shows secrets, revoking it
         makes it fail at once on this instance."""
-        created = await client.post("/tokens", json={"name": "ci", "scopes": [INGEST, METRICS]},
-                                    headers=bearer("admin-secret"))
+        created = await client.post(
+            "/tokens", json={"name": "ci", "scopes": [INGEST, METRICS]}, headers=bearer("admin-secret")
+        )
         assert 201 == created.status
         document = await created.json()
         assert {"name", "scopes", "created", "token"} == set(document)
@@ -157,8 +158,7 @@ class TestTokenRoutes:
 
 
 class TestAuthOff:
-    async def test_open_and_logged(self, aiohttp_client: Callable[..., Any],
-                                   caplog: pytest.LogCaptureFixture) -> None:
+    async def test_open_and_logged(self, aiohttp_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
         """auth.required = false: no token needed, no /tokens routes, and a WARNING at start-up says so."""
         settings = settings_for(auth={"required": False})
         with caplog.at_level(logging.WARNING, logger="readings_service"):

@@ -102,12 +102,15 @@ class TestKnownErrors:
 class TestRangeParameterEdges:
     """Parameter values that were answered with a 500."""
 
-    @pytest.mark.parametrize(("query", "parameter"), [
-        ("start=0&end=9999999999999999", "end"),
-        ("start=-9999999999999999&end=0", "start"),
-        ("start=0&end=1&limit=%C2%B2", "limit"),
-        ("start=0&end=1&after=9999999999999999,6ba7b810-9dad-11d1-80b4-00c04fd430c8", "after"),
-    ])
+    @pytest.mark.parametrize(
+        ("query", "parameter"),
+        [
+            ("start=0&end=9999999999999999", "end"),
+            ("start=-9999999999999999&end=0", "start"),
+            ("start=0&end=1&limit=%C2%B2", "limit"),
+            ("start=0&end=1&after=9999999999999999,6ba7b810-9dad-11d1-80b4-00c04fd430c8", "after"),
+        ],
+    )
     async def test_bad_range_parameters_are_400(self, client: Any, query: str, parameter: str) -> None:
         """Epoch ms beyond the year 9999 and a non-ASCII digit as limit are a 400 naming the parameter."""
         for path in ("/readings", f"/devices/{DEVICE}/readings"):

@@ -89,9 +89,7 @@ class TestOrder:
 
     @settings(deadline=None, max_examples=examples(200))
     @given(paged_sources(), st.booleans())
-    def test_concatenation_equals_sorting_everything(
-        self, pages: list[list[list[Row]]], yield_to_loop: bool
-    ) -> None:
+    def test_concatenation_equals_sorting_everything(self, pages: list[list[list[Row]]], yield_to_loop: bool) -> None:
         """Same rows, key order; ties may come in any order but none is lost."""
         sources = [RecordingSource(p, yield_to_loop=yield_to_loop) for p in pages]
         everything = list(chain.from_iterable(chain.from_iterable(pages)))

@@ -243,20 +243,32 @@ class TestTimestampTooOld:
 
     def test_epoch_seconds(self) -> None:
         """An integer that reads as an accepted time in epoch seconds is called out as epoch seconds."""
-        expected = [Problem(INDEX, "ts", (
-            "looks like epoch seconds; ts is epoch milliseconds (as seconds 1795168800 is"
-            " 2026-11-20T10:00:00.000Z, as milliseconds 1970-01-21T18:39:28.800Z)"
-        ))]
+        expected = [
+            Problem(
+                INDEX,
+                "ts",
+                (
+                    "looks like epoch seconds; ts is epoch milliseconds (as seconds 1795168800 is"
+                    " 2026-11-20T10:00:00.000Z, as milliseconds 1970-01-21T18:39:28.800Z)"
+                ),
+            )
+        ]
 
         assert expected == problems_of(item(ts=1_795_168_800))
 
     @pytest.mark.parametrize(("unit", "value"), [("microseconds", TS_MS * 1000), ("nanoseconds", TS_MS * 10**6)])
     def test_finer_units(self, unit: str, value: int) -> None:
         """Epoch microseconds and nanoseconds, beyond the year 9999 as milliseconds, are named as such."""
-        expected = [Problem(INDEX, "ts", (
-            f"looks like epoch {unit}; ts is epoch milliseconds (as {unit} {value} is"
-            f" {TS}, as milliseconds after the year 9999)"
-        ))]
+        expected = [
+            Problem(
+                INDEX,
+                "ts",
+                (
+                    f"looks like epoch {unit}; ts is epoch milliseconds (as {unit} {value} is"
+                    f" {TS}, as milliseconds after the year 9999)"
+                ),
+            )
+        ]
 
         assert expected == problems_of(item(ts=value))
 
@@ -290,10 +302,16 @@ class TestRetention:
 
     def test_older_than_retention(self) -> None:
         too_old = TS_MS - 30 * 86_400_000 - 1
-        expected = [Problem(INDEX, "ts", (
-            f"timestamp is more than storage.retention_days (30) days old, so the reading would expire at once: "
-            f"{too_old}"
-        ))]
+        expected = [
+            Problem(
+                INDEX,
+                "ts",
+                (
+                    "timestamp is more than storage.retention_days (30) days old, "
+                    f"so the reading would expire at once: {too_old}"
+                ),
+            )
+        ]
 
         assert expected == parse_reading(item(ts=too_old), INDEX, limits=self.LIMITS)
 

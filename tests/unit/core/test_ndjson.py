@@ -40,6 +40,8 @@ class TestEncodeRows:
         """ts has milliseconds and Z; device_id is lower-case."""
         device = uuid.UUID("7D444840-9DC0-11D1-B245-5FFDCE74FAD2")
         line = encode_rows([(1_700_000_000_123, 0, device, 1.5, -2.0)])
-        expected = (b'{"device_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","ts":"2023-11-14T22:13:20.123Z",'
-                    b'"temperature":1.5,"pressure":-2.0}\n')
+        expected = (
+            b'{"device_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","ts":"2023-11-14T22:13:20.123Z",'
+            b'"temperature":1.5,"pressure":-2.0}\n'
+        )
         assert expected == line

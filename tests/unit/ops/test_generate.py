@@ -20,8 +20,13 @@ HOUR_MS = 3_600_000
 
 
 def plan(**changes: object) -> Plan:
-    fields: dict[str, object] = {"devices": 12, "start_ms": START_MS, "end_ms": START_MS + 6 * HOUR_MS,
-                                 "interval_ms": 60_000, "seed": 3}
+    fields: dict[str, object] = {
+        "devices": 12,
+        "start_ms": START_MS,
+        "end_ms": START_MS + 6 * HOUR_MS,
+        "interval_ms": 60_000,
+        "seed": 3,
+    }
     return Plan(**(fields | changes))  # type: ignore[arg-type]
 
 
@@ -106,8 +111,9 @@ class TestShape:
 
 
 class TestDuration:
-    @pytest.mark.parametrize(("text", "ms"), [("250ms", 250), ("10s", 10_000), ("5m", 300_000),
-                                              ("1h", 3_600_000), ("2d", 172_800_000)])
+    @pytest.mark.parametrize(
+        ("text", "ms"), [("250ms", 250), ("10s", 10_000), ("5m", 300_000), ("1h", 3_600_000), ("2d", 172_800_000)]
+    )
     def test_units(self, text: str, ms: int) -> None:
         """A number and a unit."""
         assert ms == parse_duration(text)

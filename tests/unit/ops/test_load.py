@@ -99,8 +99,9 @@ class TestRepeatedReadings:
         """A batch repeating a reading of a batch still in flight is written after it; batches sharing nothing
         with it do not wait."""
         device = uuid.UUID(int=1)
-        first, other, repeat = (Reading(device, START_MS + i, temperature=t, pressure=1000.0)
-                                for i, t in ((0, 1.0), (1, 2.0), (0, 3.0)))
+        first, other, repeat = (
+            Reading(device, START_MS + i, temperature=t, pressure=1000.0) for i, t in ((0, 1.0), (1, 2.0), (0, 3.0))
+        )
         path = tmp_path / "data.ndjson"
         path.write_bytes(b"".join(encode([first, repeat, other], "ndjson")))
         sink = StoringSink(slow=first)
@@ -150,8 +151,12 @@ class TestRetries:
         path = tmp_path / "data.ndjson"
         write_fixture(path, 300, "ndjson")
         with pytest.raises(StoreUnavailable):
-            await load([str(path)], FlakySink(5, StoreUnavailable("down")),
-                       options(tmp_path, retries=2, retry_delay_s=0.001), SilentProgress())
+            await load(
+                [str(path)],
+                FlakySink(5, StoreUnavailable("down")),
+                options(tmp_path, retries=2, retry_delay_s=0.001),
+                SilentProgress(),
+            )
         with pytest.raises(StoreFailure):
             await load([str(path)], FlakySink(1, StoreFailure("bad")), options(tmp_path), SilentProgress())
 
@@ -164,8 +169,12 @@ class TestUnreadableInput:
         write_fixture(path, 300, "ndjson")
         sink = CountingSink(delay_s=0.02)
         with pytest.raises(SourceError, match="cannot open"):
-            await load([str(path), str(tmp_path / "missing.ndjson")], sink,
-                       options(tmp_path, batch_rows=100, checkpoint=checkpoint), SilentProgress())
+            await load(
+                [str(path), str(tmp_path / "missing.ndjson")],
+                sink,
+                options(tmp_path, batch_rows=100, checkpoint=checkpoint),
+                SilentProgress(),
+            )
         saved = read_checkpoint(checkpoint)
         assert saved is not None
         assert (300, 300, 300, False) == (sink.rows, saved.written, saved.rows, saved.complete)
@@ -179,8 +188,16 @@ class TestCheckpointFile:
         assert checkpoint == read_checkpoint(tmp_path / "cp")
         assert read_checkpoint(tmp_path / "missing") is None
 
-    @pytest.mark.parametrize("content", [b"{", b"[]", b'{"version": 1}', b'{"version": 2, "inputs": []}',
-                                         b'{"version": 1, "inputs": ["a"], "line": -1}'])
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b"{",
+            b"[]",
+            b'{"version": 1}',
+            b'{"version": 2, "inputs": []}',
+            b'{"version": 1, "inputs": ["a"], "line": -1}',
+        ],
+    )
     def test_unusable_file_is_refused(self, tmp_path: Path, content: bytes) -> None:
         """A torn or foreign file is an error naming the file, never a silent restart."""
         (tmp_path / "cp").write_bytes(content)
@@ -203,8 +220,7 @@ class TestProgressChoice:
 
     def test_log_line(self) -> None:
         """A log line has rows, rates, and an ETA from bytes when the size is known."""
-        counts = Counts(rows_read=1200, written=1000, rejected=3, bytes_read=250, total_bytes=1000,
-                        started=0.0)
+        counts = Counts(rows_read=1200, written=1000, rejected=3, bytes_read=250, total_bytes=1000, started=0.0)
         text = describe(counts)
         for part in ("1,200 rows read", "1,000 written", "3 rejected", "rows/s", "25% of 1.0 kB", "ETA "):
             assert part in text
@@ -214,5 +230,3 @@ def test_default_rejects_path() -> None:
     """Next to the first input, or in the working directory for stdin."""
     assert Path("data/a.csv.rejects.ndjson") == default_rejects_path(["data/a.csv", "b.csv"])
     assert Path("load.rejects.ndjson") == default_rejects_path(["-"])
-
-

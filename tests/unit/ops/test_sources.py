@@ -49,8 +49,11 @@ json_values = st.recursive(
 
 
 class TestJsonArray:
-    @given(elements=st.lists(json_values, max_size=8), cuts=st.lists(st.integers(0, 10_000), max_size=12),
-           pretty=st.booleans())
+    @given(
+        elements=st.lists(json_values, max_size=8),
+        cuts=st.lists(st.integers(0, 10_000), max_size=12),
+        pretty=st.booleans(),
+    )
     def test_elements_whatever_the_chunks(self, elements: list[object], cuts: list[int], pretty: bool) -> None:
         """The elements come out decoded as a whole-document parse gives them, for any chunking, with the line
         each starts on."""
@@ -113,10 +116,15 @@ class TestJsonArray:
 
 
 class TestNdjson:
-    @given(values=st.lists(json_values, max_size=8), blanks=st.lists(st.integers(0, 8), max_size=4),
-           cuts=st.lists(st.integers(0, 10_000), max_size=12), crlf=st.booleans())
-    def test_lines_whatever_the_chunks(self, values: list[object], blanks: list[int], cuts: list[int],
-                                       crlf: bool) -> None:
+    @given(
+        values=st.lists(json_values, max_size=8),
+        blanks=st.lists(st.integers(0, 8), max_size=4),
+        cuts=st.lists(st.integers(0, 10_000), max_size=12),
+        crlf=st.booleans(),
+    )
+    def test_lines_whatever_the_chunks(
+        self, values: list[object], blanks: list[int], cuts: list[int], crlf: bool
+    ) -> None:
         """One item per non-blank line, numbered by physical line, for any chunking and line ending."""
         lines = [orjson.dumps(v) for v in values]
         for position in blanks:
@@ -141,9 +149,11 @@ class TestNdjson:
 class TestCsv:
     def test_header_in_any_order_values_converted(self) -> None:
         """Columns follow the header; digits in ts become epoch ms, numbers become floats, quotes are CSV's."""
-        data = (b"\r\nTS, device_id ,pressure,temperature\r\n"
-                b'1772323200000,' + DEVICE.encode() + b',1013.25,"-4.5"\r\n'
-                b'"2026-03-01T00:00:00+01:00",' + DEVICE.encode() + b",1e3,7\r\n")
+        data = (
+            b"\r\nTS, device_id ,pressure,temperature\r\n"
+            b"1772323200000," + DEVICE.encode() + b',1013.25,"-4.5"\r\n'
+            b'"2026-03-01T00:00:00+01:00",' + DEVICE.encode() + b",1e3,7\r\n"
+        )
         splitter = CsvSplitter("f")
         items = split(splitter, data, [5, 40, 77])
         assert [
