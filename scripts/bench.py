@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -110,18 +111,21 @@ def service_process(settings: Settings, native: str) -> Iterator[tuple[str, int]
         "READINGS_AUTH_REQUIRED": "false",
         "READINGS_QUERY_NATIVE": native,
     }
+    # The log goes to a file: a pipe nobody reads fills up after a few hundred access-log lines, and then the
+    # service's next log call blocks its event loop.
+    log = tempfile.NamedTemporaryFile(prefix=f"bench-serve-{native}-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "readings-service"), "serve"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"bench: service exited: {process.stderr.read().decode() if process.stderr else ''}")
+            sys.exit(f"bench: service exited: {Path(log.name).read_text()[-4000:]}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             break
         time.sleep(0.1)
@@ -130,6 +134,8 @@ def service_process(settings: Settings, native: str) -> Iterator[tuple[str, int]
     finally:
         process.terminate()
         process.wait(30)
+        log.close()
+        Path(log.name).unlink()
 
 
 def rss_bytes(pid: int) -> int:

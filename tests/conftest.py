@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import subprocess
+import sys
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -198,6 +200,22 @@ def env_without_readings() -> dict[str, str]:
         {k: v for k, v in os.environ.items() if not k.startswith("READINGS_")}
         | cluster_environment()
         | query_path_environment()
+    )
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, text: bool = True, **options: Any
+) -> subprocess.CompletedProcess[Any]:
+    """`python -m readings_service ARGS` in a subprocess, on the tests' cluster variables plus `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "readings_service", *args],
+        cwd=cwd,
+        env=env_without_readings() | (env or {}),
+        capture_output=True,
+        text=text,
+        timeout=120,
+        check=False,
+        **options,
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,8 @@ from readings_service.config import Settings
 from readings_service.core.tokens import ADMIN, INGEST, METRICS, QUERY, SCOPES, TOKEN_PREFIX, grants, hash_token, issue
 from readings_service.store.cassandra import open_store
 from readings_service.store.tokens import open_tokens
-from tests.conftest import ROOT, env_without_readings, fresh_keyspace, run_keyspace, settings_for
+from tests.conftest import ROOT, fresh_keyspace, run_keyspace, settings_for
+from tests.conftest import run_cli as shared_run_cli
 
 KEYSPACE = run_keyspace("readings_test_auth")
 PROBLEM_JSON = "application/problem+json"
@@ -181,18 +181,8 @@ async def _is(status: Awaitable[int], expected: int) -> bool:
 
 
 def run_cli(*args: str, keyspace: str = KEYSPACE) -> subprocess.CompletedProcess[str]:
-    environment = env_without_readings() | {
-        "READINGS_CASSANDRA_KEYSPACE": keyspace,
-        "READINGS_CONFIG": str(ROOT / "config.toml"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "readings_service", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return shared_run_cli(
+        *args, env={"READINGS_CASSANDRA_KEYSPACE": keyspace, "READINGS_CONFIG": str(ROOT / "config.toml")}
     )
 
 

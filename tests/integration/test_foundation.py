@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from readings_service.errors import LayoutMismatch
 from readings_service.store.schema import apply_schema, check_layout, recorded_buckets
-from tests.conftest import ROOT, env_without_readings, fresh_keyspace, run_keyspace, settings_for
+from tests.conftest import fresh_keyspace, run_cli, run_keyspace, settings_for
 
 KEYSPACE = run_keyspace("readings_test_schema")
 EMPTY_KEYSPACE = run_keyspace("readings_test_empty")
@@ -20,18 +18,6 @@ CLI_KEYSPACE = run_keyspace("readings_test_cli")
 def tables_of(session: Any, keyspace: str) -> set[str]:
     rows = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))
     return {row[0] for row in rows}
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = env_without_readings() | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "readings_service", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 class TestSchemaApply:

@@ -32,6 +32,7 @@ from readings_service.ops.progress import SilentProgress
 from readings_service.ops.verify import Mismatch, VerifyCounts, verify
 from readings_service.store.cassandra import CassandraStore
 from tests.conftest import ROOT, env_without_readings, fresh_keyspace, opener_of, run_keyspace, settings_for
+from tests.conftest import run_cli as shared_run_cli
 
 KEYSPACE = run_keyspace("readings_test_ops")
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -82,20 +83,9 @@ def options(tmp_path: Path, **changes: Any) -> LoadOptions:
     return LoadOptions(rejects=tmp_path / "rejects.ndjson", **changes)
 
 
-def run_cli(*args: str, cwd: Path = ROOT, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    environment = env_without_readings() | {
-        "READINGS_CASSANDRA_KEYSPACE": KEYSPACE,
-        "READINGS_CONFIG": str(ROOT / "config.toml"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "readings_service", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        timeout=120,
-        check=False,
-        **kwargs,
-    )
+def run_cli(*args: str, cwd: Path = ROOT, **options: Any) -> subprocess.CompletedProcess[bytes]:
+    env = {"READINGS_CASSANDRA_KEYSPACE": KEYSPACE, "READINGS_CONFIG": str(ROOT / "config.toml")}
+    return shared_run_cli(*args, env=env, cwd=cwd, text=False, **options)
 
 
 async def verify_counts(

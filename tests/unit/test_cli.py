@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import get_type_hints
@@ -14,19 +12,7 @@ import pytest
 
 from readings_service.cli import main
 from readings_service.config import Settings
-from tests.conftest import ROOT, env_without_readings
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = env_without_readings() | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "readings_service", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.conftest import ROOT, run_cli
 
 
 @pytest.fixture
