@@ -39,11 +39,6 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
-# The execution profile of reads (store.cassandra defines it: speculative retries on a second replica).
-READ_PROFILE = "reads"
-READ_KINDS = frozenset({"scan", "device_scan", "latest"})
-
-
 def translate(error: BaseException) -> Exception:
     """Map a driver error to the service's store errors, keeping the cause."""
     if isinstance(error, StoreUnavailable | StoreFailure):
@@ -98,8 +93,6 @@ def _send(session: Session, statement: Any, params: Any, timeout_s: float, kind:
     """Start one request; counted by kind, errors raised synchronously (NoHostAvailable) translated."""
     CASSANDRA_REQUESTS.labels(kind).inc()
     try:
-        if kind in READ_KINDS:
-            return session.execute_async(statement, params, timeout=timeout_s, execution_profile=READ_PROFILE)
         return session.execute_async(statement, params, timeout=timeout_s)
     except Exception as error:
         CASSANDRA_ERRORS.labels(kind, type(error).__name__).inc()

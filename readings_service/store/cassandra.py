@@ -18,7 +18,6 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.connection import ProtocolVersionUnsupported
 from cassandra.policies import (
     ConstantReconnectionPolicy,
-    ConstantSpeculativeExecutionPolicy,
     DCAwareRoundRobinPolicy,
     RetryPolicy,
     TokenAwarePolicy,
@@ -35,7 +34,7 @@ from readings_service.core.timestamps import MS_PER_DAY
 from readings_service.errors import StoreUnavailable
 from readings_service.metrics import PARTITION_ROWS, relative_day
 from readings_service.query_path import wants_raw_pages
-from readings_service.store.bridge import READ_PROFILE, execute, gather_bounded, pages, translate
+from readings_service.store.bridge import execute, gather_bounded, pages, translate
 from readings_service.store.raw_pages import DEVICE_COLUMNS, RANGE_COLUMNS, check_columns, open_raw_session
 from readings_service.store.schema import check_layout
 
@@ -129,21 +128,11 @@ def _connect(settings: CassandraSettings, protocol_version: int) -> tuple[Cluste
         request_timeout=settings.request_timeout_s,
         row_factory=tuple_factory,
     )
-    # Reads also try a second replica when the first has not answered within a quarter of the request timeout:
-    # a page in flight to a node that has just died otherwise waits out the whole timeout (seen: a 503 after
-    # 10 s during a kill -9 in a 3-node cluster). Only idempotent statements are sent twice, and all reads are.
-    reads = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
-        retry_policy=RetryIdempotent(settings.max_retries),
-        request_timeout=settings.request_timeout_s,
-        row_factory=tuple_factory,
-        speculative_execution_policy=ConstantSpeculativeExecutionPolicy(settings.request_timeout_s / 4, 1),
-    )
     cluster = Cluster(
         contact_points=list(settings.contact_points),
         port=settings.port,
         protocol_version=protocol_version,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile, READ_PROFILE: reads},
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=settings.connect_timeout_s,
         # A node that is back is used again within the interval, not after an exponential back-off (the
         # default waited ~14 s after a restart). Statements are re-prepared on it when it comes up.

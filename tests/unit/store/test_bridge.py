@@ -17,7 +17,7 @@ from cassandra import InvalidRequest, OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
 from readings_service.errors import StoreFailure, StoreUnavailable
-from readings_service.store.bridge import READ_PROFILE, _PageSlot, execute, gather_bounded, pages
+from readings_service.store.bridge import _PageSlot, execute, gather_bounded, pages
 
 DEADLINE_S = 5.0
 # A page is rows, or an exception the driver hands to the errback instead.
@@ -120,13 +120,9 @@ class FakeSession:
     def __init__(self, future: FakeResponseFuture | BaseException) -> None:
         self.future = future
         self.sent: list[tuple[Any, Any, float]] = []
-        self.profiles: list[str | None] = []
 
-    def execute_async(
-        self, statement: Any, params: Any, timeout: float, execution_profile: str | None = None
-    ) -> FakeResponseFuture:
+    def execute_async(self, statement: Any, params: Any, timeout: float) -> FakeResponseFuture:
         self.sent.append((statement, params, timeout))
-        self.profiles.append(execution_profile)
         if isinstance(self.future, BaseException):
             raise self.future
         return self.future
@@ -166,11 +162,9 @@ class TestExecute:
     async def test_result_from_the_driver_thread_arrives_on_the_loop(self, loop_errors: list[Any]) -> None:
         """A result called back on another thread is returned to the awaiting coroutine."""
         future = FakeResponseFuture([[("a", 1)]])
-        session = FakeSession(future)
-        rows = await bounded(execute(session, FakeStatement(), (1,), 1.0, "write"))
+        rows = await bounded(execute(FakeSession(future), FakeStatement(), (1,), 1.0, "write"))
         await settle(future)
         assert [("a", 1)] == rows
-        assert [None] == session.profiles  # writes keep the default profile
         assert threading.get_ident() not in future.callback_threads
         assert future.cleared
         assert [] == loop_errors
@@ -233,7 +227,6 @@ class TestPages:
         assert 50 == statement.fetch_size
         assert [50, 50, 50] == future.page_fetch_sizes
         assert 3 == future.fetches
-        assert [READ_PROFILE] == session.profiles  # scans may try a second replica
         assert threading.get_ident() not in future.callback_threads
         assert future.cleared
         assert [] == loop_errors
