@@ -23,7 +23,7 @@ from readings_service.config import Settings, load_settings
 
 # Shared 2-core machines make wall-clock deadlines flaky; properties are about results, not speed.
 # scripts/test, what CI runs, selects the "ci" profile: every property runs its full number of examples.
-# Elsewhere (scripts/check, a bare pytest) "dev" runs a quarter of them, so the unit suite stays a loop of seconds.
+# Elsewhere (scripts/check, a bare pytest) "dev" runs an eighth of them, so the unit suite stays a loop of seconds.
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 hypothesis_settings.register_profile(
     "ci",
@@ -31,13 +31,13 @@ hypothesis_settings.register_profile(
     max_examples=100,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-hypothesis_settings.register_profile("dev", hypothesis_settings.get_profile("ci"), max_examples=25)
+hypothesis_settings.register_profile("dev", hypothesis_settings.get_profile("ci"), max_examples=12)
 hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def examples(ci: int) -> int:
-    """A property's number of examples: `ci` under the ci profile, a quarter of it (at least 10) otherwise."""
-    return ci if HYPOTHESIS_PROFILE == "ci" else max(10, ci // 4)
+    """A property's number of examples: `ci` under the ci profile, an eighth of it (at least 10) otherwise."""
+    return ci if HYPOTHESIS_PROFILE == "ci" else max(10, ci // 8)
 
 
 ROOT = Path(__file__).resolve().parent.parent
