@@ -69,13 +69,9 @@ async def _open_day(store: ReadingStore, scan: DayScan, buckets: int) -> Pages:
             yield chunk
 
 
-async def range_chunks(store: ReadingStore, request: RangeRequest, buckets: int, lookahead: int) -> Pages:
+def range_chunks(store: ReadingStore, request: RangeRequest, buckets: int, lookahead: int) -> Pages:
     """Sorted chunks of the range's rows, days in order (apply `take` for the limit); see `chain_days`."""
-    async with contextlib.aclosing(
-        chain_days(lambda scan: _open_day(store, scan, buckets), plan_days(request), lookahead)
-    ) as chunks:
-        async for chunk in chunks:
-            yield chunk
+    return chain_days(lambda scan: _open_day(store, scan, buckets), plan_days(request), lookahead)
 
 
 async def _first_chunk(day: AsyncGenerator[C, None]) -> C | None:

@@ -71,13 +71,9 @@ async def _open_day(store: RawPageStore, scan: DayScan, buckets: int) -> LineChu
                 return
 
 
-async def native_range_lines(store: RawPageStore, request: RangeRequest, buckets: int, lookahead: int) -> LineChunks:
+def native_range_lines(store: RawPageStore, request: RangeRequest, buckets: int, lookahead: int) -> LineChunks:
     """The range's lines, days in order, with the next `lookahead` days' queries already running."""
-    async with contextlib.aclosing(
-        chain_days(lambda scan: _open_day(store, scan, buckets), plan_days(request), lookahead)
-    ) as chunks:
-        async for chunk in chunks:
-            yield chunk
+    return chain_days(lambda scan: _open_day(store, scan, buckets), plan_days(request), lookahead)
 
 
 async def native_device_lines(store: RawPageStore, device_id: uuid.UUID, request: RangeRequest) -> LineChunks:
